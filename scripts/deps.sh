@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The one list of what botgate needs from Debian 12, for building, running and testing.
+# `make run`, `make test` and .ci/run all call this. It installs only what is missing,
+# so a second call costs one dpkg query. Needs root (or sudo) when something is missing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config git ca-certificates
+  libh2o-evloop-dev libssl-dev libcurl4-openssl-dev libmsgpack-dev libhiredis-dev
+  libyaml-dev libjansson-dev
+  libcmocka-dev redis-server openssl curl
+)
+# Extra sets: `deps.sh bench` adds the benchmark's peers, `deps.sh fuzz` clang's fuzzers.
+for set in "$@"; do
+  case "$set" in
+    bench) packages+=(nginx-light wrk) ;;
+    fuzz) packages+=(clang-14 libclang-rt-14-dev) ;;
+    *) echo "deps.sh: unknown set '$set' (known: bench, fuzz)" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps.sh: installing ${missing[*]}" >&2
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "deps.sh: need root to install: ${missing[*]}" >&2; exit 1; }
+  sudo=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Installing redis-server or nginx may try to start their services; botgate's tests start
+# their own on private sockets, so a policy-rc.d keeps the packaged ones down where we can.
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

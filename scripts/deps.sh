@@ -8,7 +8,7 @@ packages=(
   build-essential cmake pkg-config git ca-certificates
   libh2o-evloop-dev libssl-dev libcurl4-openssl-dev libmsgpack-dev libhiredis-dev
   libyaml-dev libjansson-dev
-  libcmocka-dev redis-server openssl curl
+  libcmocka-dev redis-server openssl curl clang-format
 )
 # Extra sets: `deps.sh bench` adds the benchmark's peers, `deps.sh fuzz` clang's fuzzers.
 for set in "$@"; do
@@ -32,7 +32,5 @@ if [ "$(id -u)" -ne 0 ]; then
   sudo=sudo
 fi
 export DEBIAN_FRONTEND=noninteractive
-# Installing redis-server or nginx may try to start their services; botgate's tests start
-# their own on private sockets, so a policy-rc.d keeps the packaged ones down where we can.
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

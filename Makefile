@@ -1,0 +1,42 @@
+# A thin front to CMake. `make run` and `make test` are the two commands README.md gives.
+BUILD ?= build
+TEST_BUILD ?= build-test
+JOBS ?= $(shell nproc)
+
+.PHONY: all deps build run test format format-check bench clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+$(BUILD)/Makefile: CMakeLists.txt
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps $(BUILD)/Makefile
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Runs botgate on its embedded defaults: TLS on 8443 with a development certificate, a
+# private redis-server in var/redis, stopped with botgate.
+run: build
+	./$(BUILD)/botgate serve
+
+# The whole suite, built with ASan+UBSan: unit tests, then integration tests against a
+# real redis-server and a real TLS listener.
+test: deps format-check
+	cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DBOTGATE_SANITIZE=ON
+	cmake --build $(TEST_BUILD) -j $(JOBS)
+	cd $(TEST_BUILD) && ctest --output-on-failure -j $(JOBS)
+
+SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+format:
+	clang-format -i $(SOURCES)
+format-check:
+	@clang-format --dry-run --Werror $(SOURCES) && echo "format: clean"
+
+bench: deps
+	bash scripts/deps.sh bench
+	bash tests/bench/run.sh
+
+clean:
+	rm -rf $(BUILD) $(TEST_BUILD)

@@ -1,0 +1,50 @@
+/*
+ * botgate's one error vocabulary.
+ *
+ * Every failure botgate can report has a name here. The same name is the `code` of the
+ * JSON error a caller receives, the `reason` label of the metric that counts it, and the
+ * word in the log line, so an operator can follow one failure from the client's screen to
+ * the log and the dashboard. The table in error.c maps each to its HTTP status and a
+ * sentence; bg_strerror() and bg_error_status() read it.
+ *
+ * Functions that can fail return 0 or a negative bg_err (libuv's convention): never a
+ * value and errno at once.
+ */
+#ifndef BOTGATE_ERROR_H
+#define BOTGATE_ERROR_H
+
+typedef enum bg_err {
+    BG_OK = 0,
+    /* generic */
+    BG_ENOMEM = -1,    /* out of memory */
+    BG_EINVAL = -2,    /* invalid argument (a programming error, not a caller's) */
+    BG_EIO = -3,       /* a file or socket operation failed */
+    /* configuration */
+    BG_ECONFIG = -10, /* bad configuration: the message names key and reason */
+    /* requests: 4xx */
+    BG_ENOTFOUND = -20,        /* 404 no such route */
+    BG_EMETHOD = -21,          /* 405 method not allowed on this route */
+    BG_EBODY_TOO_LARGE = -22,  /* 413 body over policy.body_max_bytes */
+    BG_EMEDIA_TYPE = -23,      /* 415 Content-Type is not application/json */
+    BG_EJSON = -24,            /* 400 body is not a JSON object */
+    BG_EACTIVITY = -25,        /* 400 activity lacks a field or has a wrong type */
+    BG_EAUTH_MISSING = -26,    /* 401 no Authorization: Bearer header */
+    BG_EAUTH_MALFORMED = -27,  /* 401 Authorization header is not "Bearer <token>" */
+    /* upstream: 503 */
+    BG_EREDIS_DOWN = -40,    /* 503 not connected to Redis */
+    BG_EREDIS_TIMEOUT = -41, /* 503 Redis did not answer within redis.timeout_ms */
+    BG_EREDIS_ERROR = -42,   /* 503 Redis answered with an error */
+    BG_EREPLICA = -43,       /* 503 fewer replicas than redis.min_replicas_ack confirmed */
+    BG_ESHUTDOWN = -44,      /* 503 botgate is shutting down */
+    /* stored entries */
+    BG_EENTRY = -50, /* a queue entry could not be decoded */
+} bg_err;
+
+/* The machine-readable name: "body_too_large". Never NULL. */
+const char *bg_error_code(int err);
+/* A sentence for people: "the request body is larger than policy.body_max_bytes". */
+const char *bg_strerror(int err);
+/* The HTTP status a caller gets for it (500 for errors no caller should see). */
+int bg_error_status(int err);
+
+#endif

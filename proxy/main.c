@@ -1,0 +1,171 @@
+/*
+ * The botgate command line.
+ *
+ *   botgate serve [-c FILE]   run the sidecar (configuration: FILE, then the environment)
+ *   botgate version           print the version
+ *
+ * Exit status: 0 after an orderly stop, 2 for a bad command line or configuration (the
+ * message names the key and the reason), 1 for any other failure.
+ */
+#include "botgate/config.h"
+#include "botgate/devcert.h"
+#include "botgate/error.h"
+#include "botgate/log.h"
+#include "botgate/private_redis.h"
+#include "botgate/server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define MAX_CONFIG_BYTES (1 << 20)
+
+static void
+usage(FILE *out)
+{
+    fprintf(out, "usage: botgate serve [-c FILE]\n"
+                 "       botgate version\n"
+                 "\n"
+                 "serve    run the sidecar; FILE is YAML (see conf/botgate.yaml), and every\n"
+                 "         key can be set by BOTGATE_<SECTION>_<KEY> in the environment\n"
+                 "version  print the version\n");
+}
+
+/* Reads the whole configuration file; start-up only. */
+static char *
+read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(MAX_CONFIG_BYTES + 1);
+    size_t n = buf != NULL ? fread(buf, 1, MAX_CONFIG_BYTES + 1, f) : 0;
+    int bad = buf == NULL || ferror(f) || n > MAX_CONFIG_BYTES;
+    fclose(f);
+    if (bad) {
+        snprintf(err, errlen, "%s: unreadable or larger than 1 MiB", path);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* The certificate files must be readable before any port is opened: a typo in a path is
+ * a configuration error (exit 2), not a crash loop later. */
+static int
+check_readable(const char *key, const char *path, char *err, size_t errlen)
+{
+    if (access(path, R_OK) != 0) {
+        snprintf(err, errlen, "%s: %s: %s", key, path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int
+serve(int argc, char **argv)
+{
+    const char *file = NULL;
+    for (int i = 0; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
+            file = argv[++i];
+        } else {
+            fprintf(stderr, "botgate serve: unexpected argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    char err[512];
+    char *yaml = NULL;
+    size_t yaml_len = 0;
+    if (file != NULL && (yaml = read_file(file, &yaml_len, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "botgate: configuration: %s\n", err);
+        return 2;
+    }
+    bg_config cfg;
+    int status = 2;
+    if (bg_config_init(&cfg) != 0) {
+        free(yaml);
+        return 1;
+    }
+    if (bg_config_load(&cfg, yaml, yaml_len, file != NULL ? file : "(defaults)", environ, err,
+                       sizeof(err)) != 0) {
+        fprintf(stderr, "botgate: configuration: %s\n", err);
+        goto out;
+    }
+    bg_log_set_level(cfg.log.level);
+
+    int any_tls = 0;
+    for (size_t i = 0; i < cfg.n_listen; i++)
+        any_tls |= cfg.listen[i].tls;
+    char cert[4096], key[4096];
+    if (any_tls && cfg.tls.cert_file[0] != '\0') {
+        if (check_readable("tls.cert_file", cfg.tls.cert_file, err, sizeof(err)) != 0 ||
+            check_readable("tls.key_file", cfg.tls.key_file, err, sizeof(err)) != 0) {
+            fprintf(stderr, "botgate: configuration: %s\n", err);
+            goto out;
+        }
+        snprintf(cert, sizeof(cert), "%s", cfg.tls.cert_file);
+        snprintf(key, sizeof(key), "%s", cfg.tls.key_file);
+    } else if (any_tls &&
+               bg_devcert_ensure(cfg.state_dir, cert, key, sizeof(cert), err, sizeof(err)) != 0) {
+        fprintf(stderr, "botgate: configuration: %s\n", err);
+        goto out;
+    }
+
+    if (cfg.auth.app_id[0] == '\0')
+        bg_log_warn("auth", "auth.app_id (MicrosoftAppId) is empty: authentication is OFF, any "
+                            "Bearer token is accepted. Development only.");
+    else
+        bg_log_warn("auth", "the JWT check is not built yet (issue #3): any Bearer token is "
+                            "accepted");
+
+    bg_private_redis private_redis = {0};
+    if (cfg.redis.url[0] == '\0') {
+        if (bg_private_redis_start(&private_redis, cfg.state_dir, err, sizeof(err)) != 0) {
+            fprintf(stderr, "botgate: %s\n", err);
+            status = 1;
+            goto out;
+        }
+        free(cfg.redis.url);
+        cfg.redis.url = strdup(private_redis.url);
+    }
+    status = cfg.redis.url != NULL ? bg_server_run(&cfg, cert, key) : 1;
+    bg_private_redis_stop(&private_redis);
+out:
+    bg_config_free(&cfg);
+    free(yaml);
+    return status;
+}
+
+int
+main(int argc, char **argv)
+{
+    setvbuf(stderr, NULL, _IONBF, 0);
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "serve") == 0)
+        return serve(argc - 2, argv + 2);
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("botgate %s\n", BOTGATE_VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "botgate: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

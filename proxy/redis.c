@@ -1,0 +1,571 @@
+/*
+ * One self-healing hiredis connection on h2o's evloop (see botgate/redis.h).
+ *
+ * Lifetimes. A command's state (struct st_redis_cmd) is owned by hiredis from the moment
+ * it is queued until hiredis calls on_reply, which it does exactly once: with a reply,
+ * or with NULL when the connection is lost or freed. A deadline that fires first answers
+ * the caller and clears cmd->cb, and on_reply later only frees the struct. So the
+ * caller's callback runs exactly once and the struct is freed exactly once.
+ *
+ * The connection (r->ac) is NULL whenever we consider it gone; hiredis's disconnect and
+ * connect callbacks for a context that is no longer r->ac are ignored, which makes
+ * "we dropped it" and "hiredis dropped it" the same path.
+ */
+#include "botgate/redis.h"
+#include "botgate/error.h"
+#include "botgate/log.h"
+#include "botgate/timer.h"
+
+#include <async.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BACKOFF_INITIAL_MS 100
+#define BACKOFF_MAX_MS 2000
+#define HEARTBEAT_MS 1000
+
+enum { ST_IDLE, ST_CONNECTING, ST_HANDSHAKE, ST_READY, ST_CLOSED };
+
+struct bg_redis {
+    h2o_loop_t *loop;
+    int timeout_ms;
+    /* target */
+    int is_unix;
+    char *path;
+    char host[64];
+    int port;
+    char *user;
+    char *password;
+    int db;
+    char target[300];
+    /* connection */
+    redisAsyncContext *ac;
+    int state;
+    int backoff_ms;
+    h2o_timeout_t deadlines; /* one delay for all commands: redis.timeout_ms */
+    bg_timer connect_timer;
+    bg_timer reconnect_timer;
+    bg_timer heartbeat_timer;
+    bg_redis_ready_cb ready_cb;
+    void *ready_data;
+};
+
+struct st_redis_cmd {
+    bg_redis *redis;
+    bg_redis_cb cb; /* NULL once the caller has been answered (deadline) */
+    void *data;
+    h2o_timeout_entry_t deadline;
+};
+
+/* --- the hiredis adapter for h2o's evloop ---------------------------------------------
+ * h2o watches a dup() of hiredis's fd (both libraries close the fd they own) with
+ * H2O_SOCKET_FLAG_DONT_READ, so h2o only reports readiness and hiredis does the I/O.
+ * h2o's write notification is one-shot and must not be armed twice: `writing` tracks it.
+ */
+struct st_redis_adapter {
+    redisAsyncContext *ac;
+    h2o_socket_t *sock;
+    int reading;
+    int writing;
+};
+
+static void
+on_sock_readable(h2o_socket_t *sock, const char *err)
+{
+    (void)err;
+    struct st_redis_adapter *a = sock->data;
+    redisAsyncHandleRead(a->ac);
+}
+
+static void
+on_sock_writable(h2o_socket_t *sock, const char *err)
+{
+    (void)err;
+    struct st_redis_adapter *a = sock->data;
+    a->writing = 0;
+    redisAsyncHandleWrite(a->ac);
+}
+
+static void
+ev_add_read(void *p)
+{
+    struct st_redis_adapter *a = p;
+    if (!a->reading) {
+        a->reading = 1;
+        h2o_socket_read_start(a->sock, on_sock_readable);
+    }
+}
+
+static void
+ev_del_read(void *p)
+{
+    struct st_redis_adapter *a = p;
+    if (a->reading) {
+        a->reading = 0;
+        h2o_socket_read_stop(a->sock);
+    }
+}
+
+static void
+ev_add_write(void *p)
+{
+    struct st_redis_adapter *a = p;
+    if (!a->writing) {
+        a->writing = 1;
+        h2o_socket_notify_write(a->sock, on_sock_writable);
+    }
+}
+
+/* A write notification cannot be withdrawn; one that fires with nothing to write is a
+ * no-op for hiredis. */
+static void
+ev_del_write(void *p)
+{
+    (void)p;
+}
+
+static void
+ev_cleanup(void *p)
+{
+    struct st_redis_adapter *a = p;
+    h2o_socket_close(a->sock);
+    free(a);
+}
+
+static int
+adapter_attach(h2o_loop_t *loop, redisAsyncContext *ac)
+{
+    int fd = dup(ac->c.fd);
+    if (fd < 0)
+        return BG_EIO;
+    struct st_redis_adapter *a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        close(fd);
+        return BG_ENOMEM;
+    }
+    a->ac = ac;
+    a->sock = h2o_evloop_socket_create(loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    a->sock->data = a;
+    ac->ev.data = a;
+    ac->ev.addRead = ev_add_read;
+    ac->ev.delRead = ev_del_read;
+    ac->ev.addWrite = ev_add_write;
+    ac->ev.delWrite = ev_del_write;
+    ac->ev.cleanup = ev_cleanup;
+    return 0;
+}
+
+/* --- commands ------------------------------------------------------------------------ */
+
+static void drop_connection(bg_redis *r, const char *why);
+
+static void
+on_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    struct st_redis_cmd *cmd = privdata;
+    bg_redis_cb cb = cmd->cb;
+    void *data = cmd->data;
+    bg_redis *r = cmd->redis;
+    if (h2o_timeout_is_linked(&cmd->deadline))
+        h2o_timeout_unlink(&cmd->deadline);
+    free(cmd);
+    if (cb != NULL)
+        cb(r, reply, reply != NULL ? 0 : BG_EREDIS_DOWN, data);
+}
+
+static void
+on_deadline(h2o_timeout_entry_t *entry)
+{
+    struct st_redis_cmd *cmd = H2O_STRUCT_FROM_MEMBER(struct st_redis_cmd, deadline, entry);
+    bg_redis *r = cmd->redis;
+    bg_redis_cb cb = cmd->cb;
+    cmd->cb = NULL; /* hiredis still owns cmd; on_reply frees it */
+    cb(r, NULL, BG_EREDIS_TIMEOUT, cmd->data);
+    drop_connection(r, "a command timed out");
+}
+
+/* Queues a command on the current context whatever the state; the public entry point
+ * checks readiness, the handshake does not. */
+static int
+send_command(bg_redis *r, bg_redis_cb cb, void *data, int argc, const char **argv,
+             const size_t *argvlen)
+{
+    if (r->ac == NULL)
+        return BG_EREDIS_DOWN;
+    struct st_redis_cmd *cmd = malloc(sizeof(*cmd));
+    if (cmd == NULL)
+        return BG_ENOMEM;
+    *cmd = (struct st_redis_cmd){r, cb, data, {0, on_deadline, {NULL, NULL}}};
+    if (redisAsyncCommandArgv(r->ac, on_reply, cmd, argc, argv, argvlen) != REDIS_OK) {
+        free(cmd);
+        return BG_EREDIS_DOWN;
+    }
+    h2o_timeout_link(r->loop, &r->deadlines, &cmd->deadline);
+    return 0;
+}
+
+int
+bg_redis_command(bg_redis *r, bg_redis_cb cb, void *data, int argc, const char **argv,
+                 const size_t *argvlen)
+{
+    if (r->state != ST_READY)
+        return BG_EREDIS_DOWN;
+    return send_command(r, cb, data, argc, argv, argvlen);
+}
+
+int
+bg_redis_is_ready(const bg_redis *r)
+{
+    return r->state == ST_READY;
+}
+
+const char *
+bg_redis_target(const bg_redis *r)
+{
+    return r->target;
+}
+
+void
+bg_redis_set_ready_cb(bg_redis *r, bg_redis_ready_cb cb, void *data)
+{
+    r->ready_cb = cb;
+    r->ready_data = data;
+}
+
+/* --- connection life ------------------------------------------------------------------ */
+
+static void start_connect(bg_redis *r);
+
+static void
+schedule_reconnect(bg_redis *r)
+{
+    if (r->state == ST_CLOSED)
+        return;
+    r->state = ST_IDLE;
+    bg_timer_start(&r->reconnect_timer, (uint64_t)r->backoff_ms);
+    r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
+}
+
+/* Forgets the current context and frees it: pending commands are answered
+ * BG_EREDIS_DOWN from inside redisAsyncFree (or right after the current hiredis
+ * callback, which defers the free). */
+static void
+drop_connection(bg_redis *r, const char *why)
+{
+    redisAsyncContext *ac = r->ac;
+    if (ac == NULL)
+        return;
+    int was_ready = r->state == ST_READY;
+    r->ac = NULL;
+    r->state = ST_IDLE;
+    bg_timer_stop(&r->connect_timer);
+    bg_timer_stop(&r->heartbeat_timer);
+    if (was_ready)
+        bg_log_warn("redis", "%s: connection dropped: %s", r->target, why);
+    else
+        bg_log_debug("redis", "%s: connection attempt abandoned: %s", r->target, why);
+    redisAsyncFree(ac);
+    schedule_reconnect(r);
+}
+
+static void
+on_disconnect(const redisAsyncContext *ac, int status)
+{
+    bg_redis *r = ac->data;
+    if (r == NULL || ac != r->ac)
+        return;
+    /* hiredis frees ac after this callback returns. */
+    r->ac = NULL;
+    bg_timer_stop(&r->connect_timer);
+    bg_timer_stop(&r->heartbeat_timer);
+    if (r->state == ST_READY)
+        bg_log_warn("redis", "%s: connection lost: %s", r->target,
+                    status == REDIS_OK ? "closed" : ac->errstr);
+    schedule_reconnect(r);
+}
+
+static void
+on_handshake_reply(bg_redis *r, redisReply *reply, int err, void *data)
+{
+    const char *step = data;
+    if (err != 0 || reply == NULL) {
+        /* the connection is already being dropped by whoever produced err */
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        bg_log_error("redis", "%s: %s refused: %.*s", r->target, step, (int)reply->len,
+                     reply->str);
+        drop_connection(r, "handshake refused");
+        return;
+    }
+    if (strcmp(step, "PING") != 0)
+        return;
+    bg_timer_stop(&r->connect_timer);
+    r->state = ST_READY;
+    r->backoff_ms = BACKOFF_INITIAL_MS;
+    bg_timer_start(&r->heartbeat_timer, HEARTBEAT_MS);
+    bg_log_info("redis", "%s: connected", r->target);
+    if (r->ready_cb != NULL)
+        r->ready_cb(r, r->ready_data);
+}
+
+/* AUTH, SELECT and PING are pipelined; the PING's answer makes the connection ready. */
+static void
+on_connect(const redisAsyncContext *cac, int status)
+{
+    redisAsyncContext *ac = (redisAsyncContext *)cac;
+    bg_redis *r = ac->data;
+    if (r == NULL || ac != r->ac)
+        return;
+    if (status != REDIS_OK) {
+        /* hiredis frees ac after this callback */
+        r->ac = NULL;
+        bg_timer_stop(&r->connect_timer);
+        bg_log_debug("redis", "%s: connect failed: %s", r->target, ac->errstr);
+        schedule_reconnect(r);
+        return;
+    }
+    r->state = ST_HANDSHAKE;
+    if (r->password != NULL) {
+        const char *argv[3] = {"AUTH", r->user != NULL ? r->user : r->password, r->password};
+        send_command(r, on_handshake_reply, "AUTH", r->user != NULL ? 3 : 2, argv, NULL);
+    }
+    if (r->db != 0) {
+        char db[16];
+        snprintf(db, sizeof(db), "%d", r->db);
+        const char *argv[2] = {"SELECT", db};
+        send_command(r, on_handshake_reply, "SELECT", 2, argv, NULL);
+    }
+    const char *argv[1] = {"PING"};
+    send_command(r, on_handshake_reply, "PING", 1, argv, NULL);
+}
+
+static void
+start_connect(bg_redis *r)
+{
+    redisAsyncContext *ac = r->is_unix ? redisAsyncConnectUnix(r->path)
+                                       : redisAsyncConnect(r->host, r->port);
+    if (ac == NULL) {
+        bg_log_error("redis", "%s: out of memory", r->target);
+        schedule_reconnect(r);
+        return;
+    }
+    if (ac->err) {
+        bg_log_debug("redis", "%s: connect failed: %s", r->target, ac->errstr);
+        redisAsyncFree(ac);
+        schedule_reconnect(r);
+        return;
+    }
+    if (adapter_attach(r->loop, ac) != 0) {
+        redisAsyncFree(ac);
+        schedule_reconnect(r);
+        return;
+    }
+    ac->data = r;
+    r->ac = ac;
+    r->state = ST_CONNECTING;
+    /* The adapter must be attached first: setting the connect callback arms the write
+     * event that reports the connection. */
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    bg_timer_start(&r->connect_timer, (uint64_t)r->timeout_ms);
+}
+
+static void
+on_connect_timeout(bg_timer *t)
+{
+    drop_connection(t->data, "connect timed out");
+}
+
+static void
+on_reconnect_timer(bg_timer *t)
+{
+    start_connect(t->data);
+}
+
+static void
+on_heartbeat_reply(bg_redis *r, redisReply *reply, int err, void *data)
+{
+    (void)r, (void)reply, (void)err, (void)data;
+}
+
+static void
+on_heartbeat(bg_timer *t)
+{
+    bg_redis *r = t->data;
+    const char *argv[1] = {"PING"};
+    if (r->state == ST_READY && send_command(r, on_heartbeat_reply, NULL, 1, argv, NULL) == 0)
+        bg_timer_start(&r->heartbeat_timer, HEARTBEAT_MS);
+}
+
+void
+bg_redis_start(bg_redis *r)
+{
+    if (r->state == ST_IDLE && r->ac == NULL)
+        start_connect(r);
+}
+
+/* --- set-up ------------------------------------------------------------------------- */
+
+static char *
+dup_range(const char *s, size_t n)
+{
+    char *p = malloc(n + 1);
+    if (p != NULL) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+static int
+parse_db(const char *s, int *db)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < 0 || v > 65535)
+        return -1;
+    *db = (int)v;
+    return 0;
+}
+
+/* Fills r's target from the URL; resolves a host name once (start-up only). */
+static int
+parse_url(bg_redis *r, const char *url, char *err, size_t errlen)
+{
+    if (strncmp(url, "unix://", 7) == 0) {
+        const char *path = url + 7, *q = strchr(path, '?');
+        size_t n = q != NULL ? (size_t)(q - path) : strlen(path);
+        if (n == 0 || path[0] != '/') {
+            snprintf(err, errlen, "redis.url: unix:// needs an absolute path");
+            return -1;
+        }
+        if (q != NULL && (strncmp(q, "?db=", 4) != 0 || parse_db(q + 4, &r->db) != 0)) {
+            snprintf(err, errlen, "redis.url: only ?db=N may follow a unix path");
+            return -1;
+        }
+        r->is_unix = 1;
+        r->path = dup_range(path, n);
+        snprintf(r->target, sizeof(r->target), "unix://%s", r->path);
+        return r->path != NULL ? 0 : -1;
+    }
+    if (strncmp(url, "redis://", 8) != 0) {
+        snprintf(err, errlen, "redis.url: must start with redis:// or unix://");
+        return -1;
+    }
+    const char *p = url + 8, *at = strrchr(p, '@');
+    if (at != NULL) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (colon == NULL) {
+            snprintf(err, errlen, "redis.url: credentials must be [user]:password@");
+            return -1;
+        }
+        if (colon > p)
+            r->user = dup_range(p, (size_t)(colon - p));
+        r->password = dup_range(colon + 1, (size_t)(at - colon - 1));
+        p = at + 1;
+    }
+    const char *host = p, *host_end;
+    if (*p == '[') {
+        host = p + 1;
+        host_end = strchr(host, ']');
+        if (host_end == NULL) {
+            snprintf(err, errlen, "redis.url: unterminated [IPv6] host");
+            return -1;
+        }
+        p = host_end + 1;
+    } else {
+        host_end = p + strcspn(p, ":/");
+        p = host_end;
+    }
+    if (host_end == host) {
+        snprintf(err, errlen, "redis.url: no host");
+        return -1;
+    }
+    char name[256];
+    if ((size_t)(host_end - host) >= sizeof(name)) {
+        snprintf(err, errlen, "redis.url: host name too long");
+        return -1;
+    }
+    memcpy(name, host, (size_t)(host_end - host));
+    name[host_end - host] = '\0';
+    r->port = 6379;
+    if (*p == ':') {
+        char *end;
+        long port = strtol(p + 1, &end, 10);
+        if (end == p + 1 || port < 1 || port > 65535) {
+            snprintf(err, errlen, "redis.url: bad port");
+            return -1;
+        }
+        r->port = (int)port;
+        p = end;
+    }
+    if (*p == '/' && p[1] != '\0' && parse_db(p + 1, &r->db) != 0) {
+        snprintf(err, errlen, "redis.url: bad database number");
+        return -1;
+    } else if (*p != '\0' && *p != '/') {
+        snprintf(err, errlen, "redis.url: unexpected text after the host");
+        return -1;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
+    int rc = getaddrinfo(name, NULL, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "redis.url: cannot resolve '%s': %s", name, gai_strerror(rc));
+        return -1;
+    }
+    h2o_socket_getnumerichost(res->ai_addr, res->ai_addrlen, r->host);
+    freeaddrinfo(res);
+    snprintf(r->target, sizeof(r->target), "redis://%s:%d/%d", name, r->port, r->db);
+    return 0;
+}
+
+bg_redis *
+bg_redis_new(h2o_loop_t *loop, const char *url, int timeout_ms, char *err, size_t errlen)
+{
+    bg_redis *r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->loop = loop;
+    r->timeout_ms = timeout_ms;
+    r->backoff_ms = BACKOFF_INITIAL_MS;
+    r->state = ST_IDLE;
+    if (parse_url(r, url, err, errlen) != 0) {
+        free(r->path);
+        free(r->user);
+        free(r->password);
+        free(r);
+        return NULL;
+    }
+    h2o_timeout_init(loop, &r->deadlines, (uint64_t)timeout_ms);
+    bg_timer_init(&r->connect_timer, loop, on_connect_timeout, r);
+    bg_timer_init(&r->reconnect_timer, loop, on_reconnect_timer, r);
+    bg_timer_init(&r->heartbeat_timer, loop, on_heartbeat, r);
+    return r;
+}
+
+void
+bg_redis_free(bg_redis *r)
+{
+    if (r == NULL)
+        return;
+    redisAsyncContext *ac = r->ac;
+    r->ac = NULL;
+    r->state = ST_CLOSED;
+    if (ac != NULL)
+        redisAsyncFree(ac);
+    bg_timer_dispose(&r->connect_timer);
+    bg_timer_dispose(&r->reconnect_timer);
+    bg_timer_dispose(&r->heartbeat_timer);
+    h2o_timeout_dispose(r->loop, &r->deadlines);
+    free(r->path);
+    free(r->user);
+    free(r->password);
+    free(r);
+}

@@ -1,0 +1,56 @@
+#include "botgate/error.h"
+#include "botgate/server.h"
+
+#include <jansson.h>
+#include <string.h>
+
+static const char *
+reason_phrase(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 202: return "Accepted";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
+    case 503: return "Service Unavailable";
+    default: return "Internal Server Error";
+    }
+}
+
+void
+bg_respond_json(h2o_req_t *req, int status, const char *reason, const char *json)
+{
+    size_t len = strlen(json);
+    req->res.status = status;
+    req->res.reason = reason != NULL ? reason : reason_phrase(status);
+    req->res.content_length = len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("application/json"));
+    h2o_send_inline(req, json, len);
+}
+
+/* jansson does the escaping, so a detail naming a field cannot break the JSON. */
+void
+bg_respond_error(h2o_req_t *req, int err, const char *detail)
+{
+    int status = bg_error_status(err);
+    json_t *doc = json_pack("{s:{s:s,s:s}}", "error", "code", bg_error_code(err), "message",
+                            detail != NULL ? detail : bg_strerror(err));
+    char *body = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (status == 503)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
+                       H2O_STRLIT("1"));
+    if (body == NULL) {
+        bg_respond_json(req, status, NULL, "{\"error\":{\"code\":\"out_of_memory\"}}");
+        return;
+    }
+    /* h2o_send_inline copies the body into the request's pool. */
+    bg_respond_json(req, status, NULL, body);
+    free(body);
+}

@@ -1,0 +1,301 @@
+/*
+ * The serving process: set-up, the loop, and the orderly stop (see botgate/server.h).
+ *
+ * One thread, one h2o context, one event loop, one Redis connection. Every handler
+ * runs on the loop and no call on it blocks: the only blocking steps (name resolution,
+ * starting the private Redis, reading certificates) happen before the loop starts.
+ *
+ * Stopping (SIGTERM from the kubelet, SIGINT from a terminal): the listeners close at
+ * once, so that new connections go to other pods; open connections are asked to finish
+ * (HTTP/2 GOAWAY, HTTP/1 close after the current response); requests already waiting
+ * on Redis get their answer; after that, or after shutdown_grace_s, Redis is
+ * disconnected (anything still pending is answered 503, never 202) and the process
+ * exits 0.
+ */
+#include "botgate/server.h"
+#include "botgate/error.h"
+#include "botgate/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <openssl/err.h>
+
+static volatile sig_atomic_t stop_signal;
+
+static void
+on_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+/* No SA_RESTART: the signal interrupts epoll_wait, and h2o_evloop_run returns. */
+static void
+install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+}
+
+void
+bg_server_next_request_id(bg_server *server, char buf[33])
+{
+    snprintf(buf, 33, "%016llx%016llx", (unsigned long long)server->id_prefix,
+             (unsigned long long)++server->id_counter);
+}
+
+static void
+on_accept(h2o_socket_t *listener, const char *err)
+{
+    if (err != NULL)
+        return;
+    struct bg_listener *l = listener->data;
+    /* A few per wake-up: fair to the connections already open, cheaper than one. */
+    for (int i = 0; i < 16; i++) {
+        h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+        if (sock == NULL)
+            return;
+        h2o_accept(&l->accept_ctx, sock);
+    }
+}
+
+static int
+open_listener(bg_server *s, const bg_listener_conf *lc, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV},
+                    *res = NULL;
+    char port[8];
+    snprintf(port, sizeof(port), "%d", lc->port);
+    int rc = getaddrinfo(lc->address, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "listen: %s: %s", lc->address, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int on = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+        snprintf(err, errlen, "listen: %s:%d: %s", lc->address, lc->port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    struct bg_listener *l = &s->listeners[s->n_listeners++];
+    l->accept_ctx.ctx = &s->ctx;
+    l->accept_ctx.hosts = s->globalconf.hosts;
+    l->accept_ctx.ssl_ctx = lc->tls ? s->ssl_ctx : NULL;
+    l->sock = h2o_evloop_socket_create(s->loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    l->sock->data = l;
+    h2o_socket_read_start(l->sock, on_accept);
+    bg_log_info("server", "listening on %s://%s:%d", lc->tls ? "https" : "http", lc->address,
+                lc->port);
+    return 0;
+}
+
+static SSL_CTX *
+make_ssl_ctx(const char *cert_file, const char *key_file, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        snprintf(err, errlen, "tls: cannot create an OpenSSL context");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    const char *key = NULL;
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1)
+        key = "tls.cert_file";
+    else if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1)
+        key = "tls.key_file";
+    else if (SSL_CTX_check_private_key(ctx) != 1)
+        key = "tls.key_file";
+    if (key != NULL) {
+        char ossl[200];
+        ERR_error_string_n(ERR_get_error(), ossl, sizeof(ossl));
+        snprintf(err, errlen, "%s: %s: %s", key,
+                 strcmp(key, "tls.cert_file") == 0 ? cert_file : key_file, ossl);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+    return ctx;
+}
+
+static size_t
+open_connections(bg_server *s)
+{
+    return (size_t)!h2o_linklist_is_empty(&s->ctx.http1._conns) +
+           (size_t)!h2o_linklist_is_empty(&s->ctx.http2._conns);
+}
+
+/* Runs the loop until cond(s) is false or deadline_ms (loop time) has passed. */
+static void
+run_while(bg_server *s, int (*cond)(bg_server *), uint64_t deadline_ms)
+{
+    while (cond(s) && h2o_now(s->loop) < deadline_ms)
+        h2o_evloop_run(s->loop, 50);
+}
+
+static int
+has_inflight(bg_server *s)
+{
+    return s->inflight > 0;
+}
+
+static int
+has_connections(bg_server *s)
+{
+    return open_connections(s) > 0;
+}
+
+static void
+on_redis_ready(bg_redis *redis, void *data)
+{
+    (void)redis;
+    bg_server *s = data;
+    bg_queue_check_durability(s->queue);
+}
+
+/* In development (authentication off), one line a newcomer can paste to see a 202. */
+static void
+print_try_line(const bg_config *cfg, const char *cert_file)
+{
+    if (cfg->auth.app_id[0] != '\0' || cfg->n_listen == 0)
+        return;
+    const bg_listener_conf *lc = &cfg->listen[0];
+    const char *host = lc->address;
+    if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0)
+        host = "localhost";
+    int v6 = strchr(host, ':') != NULL;
+    /* the development certificate is self-signed: trust exactly it */
+    const char *ca = lc->tls && cfg->tls.cert_file[0] == '\0' ? cert_file : NULL;
+    fprintf(stderr,
+            "\nTry it:\n  curl -i %s%s%s-H 'Content-Type: application/json' "
+            "-H 'Authorization: Bearer dev' -d '{\"type\":\"message\",\"id\":\"1\","
+            "\"channelId\":\"msteams\",\"serviceUrl\":\"https://smba.trafficmanager.net/teams/\","
+            "\"conversation\":{\"id\":\"dev\"},\"text\":\"hello\"}' %s://%s%s%s:%d/api/messages\n\n",
+            ca != NULL ? "--cacert " : "", ca != NULL ? ca : "", ca != NULL ? " " : "",
+            lc->tls ? "https" : "http", v6 ? "[" : "", host, v6 ? "]" : "", lc->port);
+}
+
+static void
+drain_and_stop(bg_server *s)
+{
+    bg_log_info("server", "%s: draining (%zu requests waiting on Redis, grace %d s)",
+                strsignal(stop_signal), s->inflight, s->cfg->shutdown_grace_s);
+    s->shutting_down = 1;
+    for (size_t i = 0; i < s->n_listeners; i++)
+        h2o_socket_close(s->listeners[i].sock);
+    s->n_listeners = 0;
+    h2o_context_request_shutdown(&s->ctx);
+    uint64_t deadline = h2o_now(s->loop) + (uint64_t)s->cfg->shutdown_grace_s * 1000;
+    run_while(s, has_inflight, deadline);
+    /* Give clients a moment to read their answers and close; an idle keep-alive
+     * connection is not worth the rest of the grace period. */
+    uint64_t linger = h2o_now(s->loop) + 500;
+    run_while(s, has_connections, linger < deadline ? linger : deadline);
+    if (s->inflight > 0)
+        bg_log_warn("server", "grace period over: %zu requests answered 503 (not stored)",
+                    s->inflight);
+}
+
+int
+bg_server_run(const bg_config *cfg, const char *cert_file, const char *key_file)
+{
+    static bg_server server;
+    bg_server *s = &server;
+    char err[512] = "";
+    int status = 1;
+    memset(s, 0, sizeof(*s));
+    s->cfg = cfg;
+    if (getrandom(&s->id_prefix, sizeof(s->id_prefix), 0) != sizeof(s->id_prefix))
+        s->id_prefix = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
+
+    int any_tls = 0;
+    for (size_t i = 0; i < cfg->n_listen; i++)
+        any_tls |= cfg->listen[i].tls;
+    if (any_tls && (s->ssl_ctx = make_ssl_ctx(cert_file, key_file, err, sizeof(err))) == NULL) {
+        bg_log_error("server", "%s", err);
+        return 2;
+    }
+
+    h2o_config_init(&s->globalconf);
+    s->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("botgate"));
+    s->globalconf.max_request_entity_size = (size_t)cfg->policy.body_max_bytes;
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    bg_ingress_register(h2o_config_register_path(host, "/api/messages", 0), s);
+    bg_probes_register(host, s);
+
+    s->loop = h2o_evloop_create();
+    h2o_context_init(&s->ctx, s->loop, &s->globalconf);
+
+    s->redis = bg_redis_new(s->loop, cfg->redis.url, cfg->redis.timeout_ms, err, sizeof(err));
+    if (s->redis == NULL) {
+        bg_log_error("server", "%s", err);
+        status = 2;
+        goto out;
+    }
+    s->queue = bg_queue_new(s->redis, cfg);
+    if (s->queue == NULL)
+        goto out;
+    bg_redis_set_ready_cb(s->redis, on_redis_ready, s);
+
+    for (size_t i = 0; i < cfg->n_listen; i++) {
+        if (open_listener(s, &cfg->listen[i], err, sizeof(err)) != 0) {
+            bg_log_error("server", "%s", err);
+            status = 2;
+            goto out;
+        }
+    }
+    install_signals();
+    bg_redis_start(s->redis);
+    print_try_line(cfg, cert_file);
+    bg_log_info("server", "botgate %s ready; redis %s, stream %s", BOTGATE_VERSION,
+                bg_redis_target(s->redis), cfg->redis.stream);
+
+    while (!stop_signal) {
+        if (h2o_evloop_run(s->loop, INT32_MAX) != 0 && errno != EINTR) {
+            bg_log_error("server", "event loop failed: %s", strerror(errno));
+            goto out;
+        }
+    }
+    drain_and_stop(s);
+    status = 0;
+
+out:
+    s->shutting_down = 1;
+    for (size_t i = 0; i < s->n_listeners; i++)
+        h2o_socket_close(s->listeners[i].sock);
+    s->n_listeners = 0;
+    bg_redis_free(s->redis); /* answers what is still pending: 503 */
+    s->redis = NULL;
+    bg_queue_free(s->queue);
+    s->queue = NULL;
+    /* let the last answers and socket closes run */
+    run_while(s, has_connections, h2o_now(s->loop) + 200);
+    h2o_context_dispose(&s->ctx);
+    h2o_evloop_destroy(s->loop);
+    h2o_config_dispose(&s->globalconf);
+    SSL_CTX_free(s->ssl_ctx);
+    return status;
+}

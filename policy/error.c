@@ -22,6 +22,7 @@ static const struct {
     {BG_EACTIVITY, 400, "malformed_activity", "the activity lacks a field or has a wrong type"},
     {BG_EAUTH_MISSING, 401, "auth_missing", "no Authorization: Bearer header"},
     {BG_EAUTH_MALFORMED, 401, "auth_malformed", "the Authorization header is not 'Bearer <token>'"},
+    {BG_EHTTP, 400, "malformed_request", "the HTTP request is malformed"},
     {BG_EREDIS_DOWN, 503, "queue_unavailable", "the queue (Redis) is not reachable"},
     {BG_EREDIS_TIMEOUT, 503, "queue_timeout", "the queue (Redis) did not answer in time"},
     {BG_EREDIS_ERROR, 503, "queue_error", "the queue (Redis) refused the write"},

@@ -85,8 +85,8 @@ make_pair(const char *cert_path, const char *key_path)
     X509_gmtime_adj(X509_getm_notAfter(x), 365L * 86400);
     X509_set_pubkey(x, pkey);
     name = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1,
-                               -1, 0);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1,
+                               0);
     X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
                                (const unsigned char *)"botgate development", -1, -1, 0);
     X509_set_issuer_name(x, name);
@@ -130,16 +130,19 @@ bg_devcert_ensure(const char *state_dir, char *cert, char *key, size_t size, cha
         return BG_EIO;
     }
     if (still_good(cert, key)) {
-        bg_log_warn("tls", "using the development certificate %s: set tls.cert_file and "
-                           "tls.key_file in production", cert);
+        bg_log_warn("tls",
+                    "using the development certificate %s: set tls.cert_file and "
+                    "tls.key_file in production",
+                    cert);
         return 0;
     }
     if (make_pair(cert, key) != 0) {
-        snprintf(err, errlen, "state_dir: cannot write a development certificate in %s",
-                 state_dir);
+        snprintf(err, errlen, "state_dir: cannot write a development certificate in %s", state_dir);
         return BG_EIO;
     }
-    bg_log_warn("tls", "made a development certificate %s (self-signed, localhost): set "
-                       "tls.cert_file and tls.key_file in production", cert);
+    bg_log_warn("tls",
+                "made a development certificate %s (self-signed, localhost): set "
+                "tls.cert_file and tls.key_file in production",
+                cert);
     return 0;
 }

@@ -67,8 +67,8 @@ log_unavailable(int err)
         suppressed++;
         return;
     }
-    bg_log_warn("ingress", "answering 503 %s: %s (%lu more in the last second)",
-                bg_error_code(err), bg_strerror(err), suppressed);
+    bg_log_warn("ingress", "answering 503 %s: %s (%lu more in the last second)", bg_error_code(err),
+                bg_strerror(err), suppressed);
     last = now;
     suppressed = 0;
 }

@@ -79,9 +79,8 @@ bg_private_redis_start(bg_private_redis *pr, const char *state_dir, char *err, s
         if (getppid() != parent)
             _exit(1);
         execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock,
-               "--unixsocketperm", "700", "--dir", pr->dir, "--appendonly", "yes",
-               "--appendfsync", "always", "--save", "", "--daemonize", "no", "--logfile",
-               logfile, (char *)NULL);
+               "--unixsocketperm", "700", "--dir", pr->dir, "--appendonly", "yes", "--appendfsync",
+               "always", "--save", "", "--daemonize", "no", "--logfile", logfile, (char *)NULL);
         _exit(127);
     }
     pr->pid = pid;

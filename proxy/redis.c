@@ -298,8 +298,7 @@ on_handshake_reply(bg_redis *r, redisReply *reply, int err, void *data)
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
-        bg_log_error("redis", "%s: %s refused: %.*s", r->target, step, (int)reply->len,
-                     reply->str);
+        bg_log_error("redis", "%s: %s refused: %.*s", r->target, step, (int)reply->len, reply->str);
         drop_connection(r, "handshake refused");
         return;
     }
@@ -348,8 +347,8 @@ on_connect(const redisAsyncContext *cac, int status)
 static void
 start_connect(bg_redis *r)
 {
-    redisAsyncContext *ac = r->is_unix ? redisAsyncConnectUnix(r->path)
-                                       : redisAsyncConnect(r->host, r->port);
+    redisAsyncContext *ac =
+        r->is_unix ? redisAsyncConnectUnix(r->path) : redisAsyncConnect(r->host, r->port);
     if (ac == NULL) {
         bg_log_error("redis", "%s: out of memory", r->target);
         schedule_reconnect(r);

@@ -188,13 +188,14 @@ print_try_line(const bg_config *cfg, const char *cert_file)
     int v6 = strchr(host, ':') != NULL;
     /* the development certificate is self-signed: trust exactly it */
     const char *ca = lc->tls && cfg->tls.cert_file[0] == '\0' ? cert_file : NULL;
-    fprintf(stderr,
-            "\nTry it:\n  curl -i %s%s%s-H 'Content-Type: application/json' "
-            "-H 'Authorization: Bearer dev' -d '{\"type\":\"message\",\"id\":\"1\","
-            "\"channelId\":\"msteams\",\"serviceUrl\":\"https://smba.trafficmanager.net/teams/\","
-            "\"conversation\":{\"id\":\"dev\"},\"text\":\"hello\"}' %s://%s%s%s:%d/api/messages\n\n",
-            ca != NULL ? "--cacert " : "", ca != NULL ? ca : "", ca != NULL ? " " : "",
-            lc->tls ? "https" : "http", v6 ? "[" : "", host, v6 ? "]" : "", lc->port);
+    fprintf(
+        stderr,
+        "\nTry it:\n  curl -i %s%s%s-H 'Content-Type: application/json' "
+        "-H 'Authorization: Bearer dev' -d '{\"type\":\"message\",\"id\":\"1\","
+        "\"channelId\":\"msteams\",\"serviceUrl\":\"https://smba.trafficmanager.net/teams/\","
+        "\"conversation\":{\"id\":\"dev\"},\"text\":\"hello\"}' %s://%s%s%s:%d/api/messages\n\n",
+        ca != NULL ? "--cacert " : "", ca != NULL ? ca : "", ca != NULL ? " " : "",
+        lc->tls ? "https" : "http", v6 ? "[" : "", host, v6 ? "]" : "", lc->port);
 }
 
 static void
@@ -245,6 +246,7 @@ bg_server_run(const bg_config *cfg, const char *cert_file, const char *key_file)
         h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     bg_ingress_register(h2o_config_register_path(host, "/api/messages", 0), s);
     bg_probes_register(host, s);
+    bg_early_errors_register(&host->fallback_path);
 
     s->loop = h2o_evloop_create();
     h2o_context_init(&s->ctx, s->loop, &s->globalconf);
@@ -293,6 +295,10 @@ out:
     s->queue = NULL;
     /* let the last answers and socket closes run */
     run_while(s, has_connections, h2o_now(s->loop) + 200);
+    /* h2o_context_request_shutdown left HTTP/2's GOAWAY re-send timer linked, and
+     * h2o_context_dispose asserts that its timeouts are empty. */
+    if (h2o_timeout_is_linked(&s->ctx.http2._graceful_shutdown_timeout))
+        h2o_timeout_unlink(&s->ctx.http2._graceful_shutdown_timeout);
     h2o_context_dispose(&s->ctx);
     h2o_evloop_destroy(s->loop);
     h2o_config_dispose(&s->globalconf);

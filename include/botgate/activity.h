@@ -23,9 +23,12 @@ typedef struct bg_activity {
 /*
  * Parses body (JSON, `len` bytes, not NUL-terminated) into act. Absent optional fields
  * are NULL. Returns 0; BG_EJSON when the body is not one JSON object (trailing bytes
- * included); BG_EACTIVITY when a field has the wrong JSON type or `type` is missing or
- * empty. On error writes a sentence naming the field into err (may be NULL) and leaves
- * act empty. Fields present but JSON null count as absent.
+ * included); BG_EACTIVITY when a field has the wrong JSON type, holds a NUL character, or
+ * `type` is missing or empty; BG_ENOMEM; BG_EINVAL when act is NULL or body is NULL with
+ * len > 0. On error writes a sentence naming the field into err (may be NULL; cut to
+ * errlen on a character boundary; 160 bytes always suffice) and leaves act empty. Fields
+ * present but JSON null count as absent. A key given twice counts with its last value, as
+ * JSON.parse does in the bot. act is overwritten, not freed: clear one before reusing it.
  */
 int bg_activity_parse(bg_activity *act, const char *body, size_t len, char *err, size_t errlen);
 

@@ -39,21 +39,26 @@ typedef struct bg_entry {
     int64_t token_exp; /* the token's exp (Unix seconds); 0 = unknown */
     size_t n_headers;
     bg_entry_header headers[BG_ENTRY_MAX_HEADERS];
-    bg_slice body; /* the raw activity bytes, as received */
+    bg_slice body;    /* the raw activity bytes, as received */
     uint32_t attempt; /* delivery attempts made so far; 0 when first stored */
 } bg_entry;
 
 /*
  * Encodes e as msgpack into a malloc'd buffer (*out, *outlen; the caller frees it).
- * Returns 0, BG_ENOMEM, or BG_EINVAL (too many headers).
+ * Returns 0, BG_ENOMEM, or BG_EINVAL (too many headers; e->version neither 0 nor
+ * BG_ENTRY_VERSION; a slice NULL with len > 0, or longer than 4 GiB - 1). Always writes
+ * BG_ENTRY_VERSION. Header names are stored lower case; a name given more than once (in
+ * any case) is stored once, its values joined by ", " in order.
  */
 int bg_entry_encode(const bg_entry *e, char **out, size_t *outlen);
 
 /*
- * Decodes buf into e. The slices in e point into `buf`, which must outlive e.
- * Unknown map keys are skipped (a newer minor writer stays readable); a version this
- * code does not know, a missing required key (version, received_at_us, body) or a wrong
- * type returns BG_EENTRY. Returns 0 on success.
+ * Decodes buf into e. The slices in e point into `buf`, which must outlive e; nothing is
+ * allocated. Unknown map keys are skipped (a newer minor writer stays readable); a version
+ * this code does not know, a missing required key (version, received_at_us, body), a wrong
+ * type or out-of-range value, a key or header name given twice, more than
+ * BG_ENTRY_MAX_HEADERS headers, or bytes after the map return BG_EENTRY and leave e zeroed.
+ * Returns 0 on success.
  */
 int bg_entry_decode(bg_entry *e, const char *buf, size_t len);
 

@@ -16,20 +16,21 @@
 typedef enum bg_err {
     BG_OK = 0,
     /* generic */
-    BG_ENOMEM = -1,    /* out of memory */
-    BG_EINVAL = -2,    /* invalid argument (a programming error, not a caller's) */
-    BG_EIO = -3,       /* a file or socket operation failed */
+    BG_ENOMEM = -1, /* out of memory */
+    BG_EINVAL = -2, /* invalid argument (a programming error, not a caller's) */
+    BG_EIO = -3,    /* a file or socket operation failed */
     /* configuration */
     BG_ECONFIG = -10, /* bad configuration: the message names key and reason */
     /* requests: 4xx */
-    BG_ENOTFOUND = -20,        /* 404 no such route */
-    BG_EMETHOD = -21,          /* 405 method not allowed on this route */
-    BG_EBODY_TOO_LARGE = -22,  /* 413 body over policy.body_max_bytes */
-    BG_EMEDIA_TYPE = -23,      /* 415 Content-Type is not application/json */
-    BG_EJSON = -24,            /* 400 body is not a JSON object */
-    BG_EACTIVITY = -25,        /* 400 activity lacks a field or has a wrong type */
-    BG_EAUTH_MISSING = -26,    /* 401 no Authorization: Bearer header */
-    BG_EAUTH_MALFORMED = -27,  /* 401 Authorization header is not "Bearer <token>" */
+    BG_ENOTFOUND = -20,       /* 404 no such route */
+    BG_EMETHOD = -21,         /* 405 method not allowed on this route */
+    BG_EBODY_TOO_LARGE = -22, /* 413 body over policy.body_max_bytes */
+    BG_EMEDIA_TYPE = -23,     /* 415 Content-Type is not application/json */
+    BG_EJSON = -24,           /* 400 body is not a JSON object */
+    BG_EACTIVITY = -25,       /* 400 activity lacks a field or has a wrong type */
+    BG_EAUTH_MISSING = -26,   /* 401 no Authorization: Bearer header */
+    BG_EAUTH_MALFORMED = -27, /* 401 Authorization header is not "Bearer <token>" */
+    BG_EHTTP = -28,           /* 400 the HTTP request itself is malformed (h2o refused it) */
     /* upstream: 503 */
     BG_EREDIS_DOWN = -40,    /* 503 not connected to Redis */
     BG_EREDIS_TIMEOUT = -41, /* 503 Redis did not answer within redis.timeout_ms */

@@ -37,8 +37,7 @@ typedef void (*bg_redis_ready_cb)(bg_redis *redis, void *data);
  * resolves the host, and returns a connection that is not yet started, or NULL with a
  * reason in err.
  */
-bg_redis *bg_redis_new(h2o_loop_t *loop, const char *url, int timeout_ms, char *err,
-                       size_t errlen);
+bg_redis *bg_redis_new(h2o_loop_t *loop, const char *url, int timeout_ms, char *err, size_t errlen);
 void bg_redis_set_ready_cb(bg_redis *redis, bg_redis_ready_cb cb, void *data);
 /* Starts connecting; from then on the connection keeps itself up. */
 void bg_redis_start(bg_redis *redis);

@@ -32,9 +32,9 @@ typedef struct bg_server {
     } listeners[BG_CONFIG_MAX_LISTENERS];
     bg_redis *redis;
     bg_queue *queue;
-    size_t inflight;     /* requests waiting on Redis */
-    int shutting_down;   /* SIGTERM seen: new requests get 503 */
-    uint64_t id_prefix;  /* random, per process: request ids are unique across pods */
+    size_t inflight;    /* requests waiting on Redis */
+    int shutting_down;  /* SIGTERM seen: new requests get 503 */
+    uint64_t id_prefix; /* random, per process: request ids are unique across pods */
     uint64_t id_counter;
 } bg_server;
 
@@ -52,6 +52,7 @@ void bg_server_next_request_id(bg_server *server, char buf[33]);
 /* Route registration, one per handler file. */
 void bg_ingress_register(h2o_pathconf_t *pathconf, bg_server *server);
 void bg_probes_register(h2o_hostconf_t *hostconf, bg_server *server);
+void bg_early_errors_register(h2o_pathconf_t *fallback);
 
 /* Answers req with the JSON error of err ({"error":{"code":..,"message":..}}); detail,
  * when not NULL, replaces the table's sentence (it must not contain request bytes). */

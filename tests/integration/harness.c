@@ -1,0 +1,1158 @@
+/*
+ * The integration harness (see harness.h for the contract of each function).
+ *
+ * Everything here is plain blocking code: a test is a script of real requests against real
+ * processes, and waiting is done by polling a condition until a deadline, never by sleeping
+ * a guessed time.
+ */
+#include "harness.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+extern char **environ;
+
+#define MAX_CHILDREN 64
+
+/* Every child still running, so that bgt_env_finish can stop what a failed test left. */
+static pid_t children[MAX_CHILDREN];
+
+static void
+child_add(pid_t pid)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        if (children[i] == 0) {
+            children[i] = pid;
+            return;
+        }
+}
+
+static void
+child_remove(pid_t pid)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        if (children[i] == pid)
+            children[i] = 0;
+}
+
+/* ---- the run's temporary directory ---------------------------------------------------- */
+
+int
+bgt_env_init(bgt_env *env)
+{
+    snprintf(env->dir, sizeof(env->dir), "/tmp/botgate-it-XXXXXX");
+    if (mkdtemp(env->dir) == NULL) {
+        fprintf(stderr, "harness: mkdtemp: %s\n", strerror(errno));
+        return -1;
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "harness: curl_global_init failed\n");
+        return -1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+static int
+dump_log_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    size_t n = strlen(path);
+    if (flag == FTW_F && n > 4 && strcmp(path + n - 4, ".log") == 0)
+        bgt_dump_file(path, 64 * 1024);
+    return 0;
+}
+
+static int
+remove_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void
+bgt_env_finish(bgt_env *env, bool failed)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        if (children[i] > 0) {
+            fprintf(stderr, "harness: killing leftover child %d\n", (int)children[i]);
+            bgt_kill_wait(children[i], SIGKILL, 5000);
+        }
+    if (env->dir[0] == '\0')
+        return;
+    if (failed)
+        nftw(env->dir, dump_log_cb, 16, FTW_PHYS);
+    if (getenv("BOTGATE_KEEP_TMP") != NULL)
+        fprintf(stderr, "harness: kept %s\n", env->dir);
+    else
+        nftw(env->dir, remove_cb, 16, FTW_DEPTH | FTW_PHYS);
+    curl_global_cleanup();
+}
+
+char *
+bgt_path(char *out, size_t cap, const char *dir, const char *name)
+{
+    snprintf(out, cap, "%s/%s", dir, name);
+    return out;
+}
+
+int
+bgt_write_file(const char *path, const char *data, long len)
+{
+    size_t n = len < 0 ? strlen(data) : (size_t)len;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        fprintf(stderr, "harness: open %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    while (n > 0) {
+        ssize_t w = write(fd, data, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            fprintf(stderr, "harness: write %s: %s\n", path, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        data += w;
+        n -= (size_t)w;
+    }
+    return close(fd);
+}
+
+char *
+bgt_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (n + 1 >= cap)
+            buf = realloc(buf, cap *= 2);
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        if (r == 0)
+            break;
+        n += r;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    if (len != NULL)
+        *len = n;
+    return buf;
+}
+
+void
+bgt_dump_file(const char *path, size_t max_bytes)
+{
+    size_t n;
+    char *text = bgt_read_file(path, &n);
+    fprintf(stderr, "----- %s -----\n", path);
+    if (text != NULL) {
+        const char *p = text;
+        if (n > max_bytes) {
+            p = text + n - max_bytes;
+            fprintf(stderr, "[... %zu bytes left out ...]\n", n - max_bytes);
+        }
+        fputs(p, stderr);
+        if (n > 0 && text[n - 1] != '\n')
+            fputc('\n', stderr);
+    }
+    fprintf(stderr, "----- end of %s -----\n", path);
+    free(text);
+}
+
+int64_t
+bgt_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t
+bgt_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+bgt_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+int
+bgt_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = 0};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t slen = sizeof(sin);
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sin, &slen) == 0)
+        port = ntohs(sin.sin_port);
+    close(fd);
+    if (port < 0)
+        fprintf(stderr, "harness: no free port: %s\n", strerror(errno));
+    return port;
+}
+
+/* ---- processes ------------------------------------------------------------------------ */
+
+static bool
+env_is_scrubbed(const char *kv)
+{
+    return strncmp(kv, "BOTGATE_", 8) == 0 || strncmp(kv, "MicrosoftApp", 12) == 0;
+}
+
+pid_t
+bgt_spawn(char *const argv[], const char *out_path, const char *err_path)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "harness: fork: %s\n", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        int in = open("/dev/null", O_RDONLY);
+        int out = open(out_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        int err = err_path != NULL ? open(err_path, O_WRONLY | O_CREAT | O_APPEND, 0600) : out;
+        if (in < 0 || out < 0 || err < 0)
+            _exit(127);
+        dup2(in, 0);
+        dup2(out, 1);
+        dup2(err, 2);
+        close(in);
+        close(out);
+        if (err != out)
+            close(err);
+        signal(SIGPIPE, SIG_DFL);
+        size_t n = 0;
+        for (char **e = environ; *e != NULL; e++)
+            n++;
+        char **envp = calloc(n + 1, sizeof(*envp));
+        size_t k = 0;
+        for (char **e = environ; *e != NULL; e++)
+            if (!env_is_scrubbed(*e))
+                envp[k++] = *e;
+        execvpe(argv[0], argv, envp);
+        fprintf(stderr, "harness: exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    child_add(pid);
+    return pid;
+}
+
+int
+bgt_wait_pid(pid_t pid, int timeout_ms, int *status)
+{
+    int64_t deadline = bgt_mono_ms() + timeout_ms;
+    for (;;) {
+        pid_t r = waitpid(pid, status, WNOHANG);
+        if (r == pid) {
+            child_remove(pid);
+            return 0;
+        }
+        if (r < 0 && errno != EINTR) {
+            fprintf(stderr, "harness: waitpid %d: %s\n", (int)pid, strerror(errno));
+            child_remove(pid);
+            *status = -1;
+            return 0;
+        }
+        if (bgt_mono_ms() >= deadline)
+            return -1;
+        bgt_sleep_ms(10);
+    }
+}
+
+const char *
+bgt_describe_status(int status, char *buf, size_t cap)
+{
+    if (status == -1)
+        snprintf(buf, cap, "unknown status");
+    else if (WIFEXITED(status))
+        snprintf(buf, cap, "exit status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, cap, "killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    else
+        snprintf(buf, cap, "wait status 0x%x", status);
+    return buf;
+}
+
+int
+bgt_kill_wait(pid_t pid, int sig, int timeout_ms)
+{
+    int status = -1;
+    kill(pid, sig);
+    if (bgt_wait_pid(pid, timeout_ms, &status) == 0)
+        return status;
+    fprintf(stderr, "harness: pid %d ignored signal %d for %d ms, SIGKILL\n", (int)pid, sig,
+            timeout_ms);
+    kill(pid, SIGKILL);
+    bgt_wait_pid(pid, 10000, &status);
+    return status;
+}
+
+/* ---- TLS -------------------------------------------------------------------------------- */
+
+static int
+add_ext(X509 *cert, int nid, const char *value)
+{
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, cert, cert, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    if (ext == NULL)
+        return -1;
+    int ok = X509_add_ext(cert, ext, -1);
+    X509_EXTENSION_free(ext);
+    return ok ? 0 : -1;
+}
+
+int
+bgt_tls_make_cert(const char *dir, char *cert_out, char *key_out)
+{
+    int rc = -1;
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *cert = X509_new();
+    FILE *f = NULL;
+    if (key == NULL || cert == NULL)
+        goto out;
+    X509_set_version(cert, X509_VERSION_3);
+    ASN1_INTEGER_set(X509_get_serialNumber(cert), (long)(bgt_wall_us() & 0x7fffffff));
+    X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(cert), 30L * 86400);
+    X509_set_pubkey(cert, key);
+    X509_NAME *name = X509_get_subject_name(cert);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1,
+                               0);
+    X509_set_issuer_name(cert, name);
+    if (add_ext(cert, NID_basic_constraints, "critical,CA:TRUE") != 0 ||
+        add_ext(cert, NID_subject_key_identifier, "hash") != 0 ||
+        add_ext(cert, NID_authority_key_identifier, "keyid:always") != 0 ||
+        add_ext(cert, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1") != 0)
+        goto out;
+    if (X509_sign(cert, key, EVP_sha256()) == 0)
+        goto out;
+
+    bgt_path(cert_out, BGT_PATH_MAX, dir, "cert.pem");
+    bgt_path(key_out, BGT_PATH_MAX, dir, "key.pem");
+    if ((f = fopen(cert_out, "w")) == NULL || !PEM_write_X509(f, cert))
+        goto out;
+    fclose(f);
+    int fd = open(key_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || (f = fdopen(fd, "w")) == NULL)
+        goto out;
+    if (!PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL))
+        goto out;
+    rc = 0;
+out:
+    if (f != NULL)
+        fclose(f);
+    if (rc != 0)
+        fprintf(stderr, "harness: could not make a certificate in %s\n", dir);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+/* ---- redis-server ----------------------------------------------------------------------- */
+
+redisContext *
+bgt_redis_connect(const char *sock, int timeout_ms)
+{
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    redisContext *c = redisConnectUnixWithTimeout(sock, tv);
+    if (c == NULL)
+        return NULL;
+    if (c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+static bool
+redis_pings(const char *sock)
+{
+    redisContext *c = bgt_redis_connect(sock, 500);
+    if (c == NULL)
+        return false;
+    redisReply *rep = redisCommand(c, "PING");
+    bool ok = rep != NULL && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0;
+    if (rep != NULL)
+        freeReplyObject(rep);
+    redisFree(c);
+    return ok;
+}
+
+static int
+redis_launch(bgt_redis *r)
+{
+    char *argv[32];
+    int n = 0;
+    argv[n++] = "redis-server";
+    argv[n++] = "--port";
+    argv[n++] = "0";
+    argv[n++] = "--unixsocket";
+    argv[n++] = r->sock;
+    argv[n++] = "--unixsocketperm";
+    argv[n++] = "700";
+    argv[n++] = "--dir";
+    argv[n++] = r->dir;
+    argv[n++] = "--save";
+    argv[n++] = "";
+    argv[n++] = "--daemonize";
+    argv[n++] = "no";
+    argv[n++] = "--appendonly";
+    argv[n++] = r->opts.aof ? "yes" : "no";
+    if (r->opts.aof) {
+        argv[n++] = "--appendfsync";
+        argv[n++] = "always";
+    }
+    if (r->opts.debug_command) {
+        argv[n++] = "--enable-debug-command";
+        argv[n++] = "local";
+    }
+    argv[n] = NULL;
+
+    r->pid = bgt_spawn(argv, r->log, NULL);
+    if (r->pid < 0) {
+        r->pid = 0;
+        return -1;
+    }
+    int64_t deadline = bgt_mono_ms() + 10000;
+    while (bgt_mono_ms() < deadline) {
+        int status;
+        if (bgt_wait_pid(r->pid, 0, &status) == 0) {
+            char why[64];
+            fprintf(stderr, "harness: redis-server exited at start (%s)\n",
+                    bgt_describe_status(status, why, sizeof(why)));
+            bgt_dump_file(r->log, 16 * 1024);
+            r->pid = 0;
+            return -1;
+        }
+        if (redis_pings(r->sock))
+            return 0;
+        bgt_sleep_ms(20);
+    }
+    fprintf(stderr, "harness: redis-server did not answer PING within 10 s\n");
+    bgt_dump_file(r->log, 16 * 1024);
+    bgt_kill_wait(r->pid, SIGKILL, 5000);
+    r->pid = 0;
+    return -1;
+}
+
+int
+bgt_redis_start(bgt_redis *r, const char *env_dir, const char *name, const bgt_redis_opts *opts)
+{
+    memset(r, 0, sizeof(*r));
+    if (opts != NULL)
+        r->opts = *opts;
+    char sub[64];
+    snprintf(sub, sizeof(sub), "redis-%s", name);
+    bgt_path(r->dir, sizeof(r->dir), env_dir, sub);
+    if (mkdir(r->dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "harness: mkdir %s: %s\n", r->dir, strerror(errno));
+        return -1;
+    }
+    bgt_path(r->sock, sizeof(r->sock), r->dir, "redis.sock");
+    bgt_path(r->log, sizeof(r->log), r->dir, "redis.log");
+    snprintf(r->url, sizeof(r->url), "unix://%s", r->sock);
+    return redis_launch(r);
+}
+
+int
+bgt_redis_stop(bgt_redis *r)
+{
+    if (r->ctx != NULL) {
+        redisFree(r->ctx);
+        r->ctx = NULL;
+    }
+    if (r->pid == 0)
+        return 0;
+    redisContext *c = bgt_redis_connect(r->sock, 2000);
+    if (c != NULL) {
+        redisReply *rep = redisCommand(c, "SHUTDOWN NOSAVE");
+        if (rep != NULL)
+            freeReplyObject(rep);
+        redisFree(c);
+    }
+    int status;
+    if (bgt_wait_pid(r->pid, 10000, &status) != 0)
+        bgt_kill_wait(r->pid, SIGTERM, 5000);
+    r->pid = 0;
+    return 0;
+}
+
+int
+bgt_redis_restart(bgt_redis *r)
+{
+    if (r->pid != 0)
+        bgt_redis_stop(r);
+    return redis_launch(r);
+}
+
+static redisReply *
+redis_vcmd(bgt_redis *r, const char *fmt, va_list ap)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (r->ctx == NULL && (r->ctx = bgt_redis_connect(r->sock, 5000)) == NULL)
+            continue;
+        va_list aq;
+        va_copy(aq, ap);
+        redisReply *rep = redisvCommand(r->ctx, fmt, aq);
+        va_end(aq);
+        if (rep != NULL)
+            return rep;
+        fprintf(stderr, "harness: redis: %s\n", r->ctx->errstr);
+        redisFree(r->ctx);
+        r->ctx = NULL;
+    }
+    fprintf(stderr, "harness: redis at %s does not answer\n", r->sock);
+    return NULL;
+}
+
+redisReply *
+bgt_redis_cmd(bgt_redis *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = redis_vcmd(r, fmt, ap);
+    va_end(ap);
+    return rep;
+}
+
+long long
+bgt_redis_xlen(bgt_redis *r, const char *stream)
+{
+    redisReply *rep = bgt_redis_cmd(r, "XLEN %s", stream);
+    long long n = -1;
+    if (rep != NULL && rep->type == REDIS_REPLY_INTEGER)
+        n = rep->integer;
+    else if (rep != NULL)
+        fprintf(stderr, "harness: XLEN %s: unexpected reply type %d %s\n", stream, rep->type,
+                rep->type == REDIS_REPLY_ERROR ? rep->str : "");
+    if (rep != NULL)
+        freeReplyObject(rep);
+    return n;
+}
+
+int
+bgt_redis_xrange(bgt_redis *r, const char *stream, bgt_stream_entry **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    redisReply *rep = bgt_redis_cmd(r, "XRANGE %s - +", stream);
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
+        if (rep != NULL)
+            freeReplyObject(rep);
+        return -1;
+    }
+    bgt_stream_entry *v = calloc(rep->elements + 1, sizeof(*v));
+    for (size_t i = 0; i < rep->elements; i++) {
+        redisReply *e = rep->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+            e->element[1]->type != REDIS_REPLY_ARRAY)
+            continue;
+        v[*n].id = strndup(e->element[0]->str, e->element[0]->len);
+        redisReply *fields = e->element[1];
+        v[*n].n_fields = fields->elements / 2;
+        for (size_t f = 0; f + 1 < fields->elements; f += 2) {
+            redisReply *name = fields->element[f], *value = fields->element[f + 1];
+            if (name->len == 5 && memcmp(name->str, "entry", 5) == 0 && v[*n].entry == NULL) {
+                v[*n].entry = malloc(value->len + 1);
+                memcpy(v[*n].entry, value->str, value->len);
+                v[*n].entry[value->len] = '\0';
+                v[*n].entry_len = value->len;
+            }
+        }
+        (*n)++;
+    }
+    freeReplyObject(rep);
+    *out = v;
+    return 0;
+}
+
+void
+bgt_stream_entries_free(bgt_stream_entry *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].id);
+        free(v[i].entry);
+    }
+    free(v);
+}
+
+/* ---- queue entries ---------------------------------------------------------------------- */
+
+bool
+bgt_slice_eq(bg_slice s, const char *want)
+{
+    if (want == NULL)
+        return s.p == NULL;
+    return s.p != NULL && s.len == strlen(want) && memcmp(s.p, want, s.len) == 0;
+}
+
+bg_slice
+bgt_entry_header(const bg_entry *e, const char *name)
+{
+    for (size_t i = 0; i < e->n_headers; i++)
+        if (bgt_slice_eq(e->headers[i].name, name))
+            return e->headers[i].value;
+    return (bg_slice){NULL, 0};
+}
+
+char *
+bgt_teams_message(const char *id, const char *conversation_id, const char *service_url, size_t size)
+{
+    char idfield[256] = "", convfield[512] = "";
+    if (id != NULL)
+        snprintf(idfield, sizeof(idfield), "\"id\":\"%s\",", id);
+    if (conversation_id != NULL)
+        snprintf(convfield, sizeof(convfield),
+                 "\"conversation\":{\"conversationType\":\"personal\","
+                 "\"tenantId\":\"72f988bf-86f1-41af-91ab-2d7cd011db47\",\"id\":\"%s\"},",
+                 conversation_id);
+    const char *fmt =
+        "{\"text\":\"%s\",\"textFormat\":\"plain\",\"type\":\"message\",%s"
+        "\"timestamp\":\"2024-05-01T10:00:00.000Z\","
+        "\"localTimestamp\":\"2024-05-01T12:00:00.000+02:00\","
+        "\"serviceUrl\":\"%s\",\"channelId\":\"msteams\","
+        "\"from\":{\"id\":\"29:1a2b3c4d5e6f\",\"name\":\"Ada Lovelace\","
+        "\"aadObjectId\":\"6f1c2a4e-9d7b-4c3a-8e2f-1b0a9c8d7e6f\"},%s"
+        "\"recipient\":{\"id\":\"28:0c6f4a1e-2b3d-4c5e-8f9a-0b1c2d3e4f5a\",\"name\":\"Echo Bot\"},"
+        "\"entities\":[{\"locale\":\"en-US\",\"country\":\"US\",\"platform\":\"Web\","
+        "\"timezone\":\"Europe/Berlin\",\"type\":\"clientInfo\"}],"
+        "\"channelData\":{\"tenant\":{\"id\":\"72f988bf-86f1-41af-91ab-2d7cd011db47\"}},"
+        "\"locale\":\"en-US\"}";
+    int base = snprintf(NULL, 0, fmt, "", idfield, service_url, convfield);
+    size_t textlen = size > (size_t)base ? size - (size_t)base : 8;
+    char *text = malloc(textlen + 1);
+    static const char words[] = "Hello botgate, this is a message from Teams. ";
+    for (size_t i = 0; i < textlen; i++)
+        text[i] = words[i % (sizeof(words) - 1)];
+    text[textlen] = '\0';
+    int len = snprintf(NULL, 0, fmt, text, idfield, service_url, convfield);
+    char *out = malloc((size_t)len + 1);
+    snprintf(out, (size_t)len + 1, fmt, text, idfield, service_url, convfield);
+    free(text);
+    return out;
+}
+
+/* ---- HTTP client ------------------------------------------------------------------------ */
+
+typedef struct buf {
+    char *p;
+    size_t len;
+} buf;
+
+static void
+buf_append(buf *b, const char *p, size_t n)
+{
+    b->p = realloc(b->p, b->len + n + 1);
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static size_t
+on_body(char *p, size_t size, size_t n, void *ud)
+{
+    buf_append(ud, p, size * n);
+    return size * n;
+}
+
+/* A new status line starts a new header block: keep only the final response's (not a
+ * 100 Continue's). */
+static size_t
+on_header(char *p, size_t size, size_t n, void *ud)
+{
+    buf *b = ud;
+    if (size * n >= 5 && memcmp(p, "HTTP/", 5) == 0)
+        b->len = 0;
+    buf_append(b, p, size * n);
+    return size * n;
+}
+
+typedef struct upload {
+    const char *p;
+    size_t left;
+} upload;
+
+static size_t
+on_read(char *dst, size_t size, size_t n, void *ud)
+{
+    upload *u = ud;
+    size_t k = size * n;
+    if (k > 1000)
+        k = 1000; /* several chunks, not one */
+    if (k > u->left)
+        k = u->left;
+    memcpy(dst, u->p, k);
+    u->p += k;
+    u->left -= k;
+    return k;
+}
+
+static bool
+has_header(const char *const *headers, const char *name)
+{
+    size_t n = strlen(name);
+    for (; headers != NULL && *headers != NULL; headers++)
+        if (strncasecmp(*headers, name, n) == 0 && ((*headers)[n] == ':'))
+            return true;
+    return false;
+}
+
+int
+bgt_http_request(const bgt_http_req *req, bgt_http_resp *resp)
+{
+    memset(resp, 0, sizeof(*resp));
+    CURL *h = curl_easy_init();
+    if (h == NULL) {
+        resp->curl_code = CURLE_FAILED_INIT;
+        return -1;
+    }
+    struct curl_slist *hl = NULL;
+    for (const char *const *p = req->headers; p != NULL && *p != NULL; p++)
+        hl = curl_slist_append(hl, *p);
+    bool is_post = strcmp(req->method, "POST") == 0;
+    if (req->body != NULL || is_post) {
+        if (!has_header(req->headers, "Content-Type"))
+            hl = curl_slist_append(hl, "Content-Type:");
+        if (!has_header(req->headers, "Expect"))
+            hl = curl_slist_append(hl, "Expect:");
+    }
+    if (req->chunked)
+        hl = curl_slist_append(hl, "Transfer-Encoding: chunked");
+
+    buf body = {0}, head = {0};
+    upload up = {req->body, req->body_len};
+    char errbuf[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(h, CURLOPT_URL, req->url);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 15000L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    curl_easy_setopt(h, CURLOPT_HTTP_VERSION,
+                     req->version == BGT_HTTP_2 ? (long)CURL_HTTP_VERSION_2TLS
+                                                : (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(h, CURLOPT_PROXY, "");
+    if (req->ca_file != NULL)
+        curl_easy_setopt(h, CURLOPT_CAINFO, req->ca_file);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &head);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    if (req->chunked) {
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(h, CURLOPT_READDATA, &up);
+    } else if (is_post) {
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body != NULL ? req->body : "");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    } else if (strcmp(req->method, "GET") == 0) {
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    } else {
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+        if (req->body != NULL) {
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+        }
+    }
+    if (strcmp(req->method, "HEAD") == 0)
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+
+    int64_t t0 = bgt_mono_ms();
+    CURLcode rc = curl_easy_perform(h);
+    resp->elapsed_ms = bgt_mono_ms() - t0;
+    resp->curl_code = rc;
+    snprintf(resp->curl_error, sizeof(resp->curl_error), "%s",
+             errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
+    curl_easy_getinfo(h, CURLINFO_HTTP_VERSION, &resp->http_version);
+    if (body.p == NULL)
+        buf_append(&body, "", 0);
+    if (head.p == NULL)
+        buf_append(&head, "", 0);
+    resp->body = body.p;
+    resp->body_len = body.len;
+    resp->headers = head.p;
+    resp->headers_len = head.len;
+    curl_slist_free_all(hl);
+    curl_easy_cleanup(h);
+    return rc == CURLE_OK ? 0 : -1;
+}
+
+int
+bgt_http_get(const char *url, int version, const char *ca_file, bgt_http_resp *resp)
+{
+    bgt_http_req req = {.method = "GET", .url = url, .version = version, .ca_file = ca_file};
+    return bgt_http_request(&req, resp);
+}
+
+int
+bgt_http_post(const char *url, int version, const char *ca_file, const char *const *headers,
+              const char *body, size_t len, bgt_http_resp *resp)
+{
+    bgt_http_req req = {.method = "POST",
+                        .url = url,
+                        .headers = headers,
+                        .body = body,
+                        .body_len = len,
+                        .version = version,
+                        .ca_file = ca_file};
+    return bgt_http_request(&req, resp);
+}
+
+const char *
+bgt_http_header(const bgt_http_resp *resp, const char *name, char *out, size_t cap)
+{
+    size_t n = strlen(name);
+    const char *line = resp->headers;
+    while (line != NULL && *line != '\0') {
+        const char *end = strchr(line, '\n');
+        size_t len = end != NULL ? (size_t)(end - line) : strlen(line);
+        if (len > n && strncasecmp(line, name, n) == 0 && line[n] == ':') {
+            const char *v = line + n + 1, *ve = line + len;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && isspace((unsigned char)ve[-1]))
+                ve--;
+            snprintf(out, cap, "%.*s", (int)(ve - v), v);
+            return out;
+        }
+        line = end != NULL ? end + 1 : NULL;
+    }
+    return NULL;
+}
+
+const char *
+bgt_http_error_code(const bgt_http_resp *resp, char *out, size_t cap)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(resp->body, resp->body_len, 0, &jerr);
+    const char *result = NULL;
+    json_t *error = json_object_get(root, "error");
+    json_t *code = json_object_get(error, "code");
+    json_t *message = json_object_get(error, "message");
+    if (json_is_string(code) && json_is_string(message) && json_string_length(message) > 0) {
+        snprintf(out, cap, "%s", json_string_value(code));
+        result = out;
+    }
+    json_decref(root);
+    return result;
+}
+
+void
+bgt_http_resp_free(bgt_http_resp *resp)
+{
+    free(resp->body);
+    free(resp->headers);
+    resp->body = resp->headers = NULL;
+}
+
+/* ---- botgate ------------------------------------------------------------------------------ */
+
+const char *
+bgt_botgate_bin(void)
+{
+    const char *bin = getenv("BOTGATE_BIN");
+    if (bin == NULL || *bin == '\0') {
+        fprintf(stderr, "harness: BOTGATE_BIN is not set (ctest sets it)\n");
+        return NULL;
+    }
+    return bin;
+}
+
+static void
+appendf(buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *tmp = malloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(tmp, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    buf_append(b, tmp, (size_t)n);
+    free(tmp);
+}
+
+char *
+bgt_config_yaml(const bgt_botgate_conf *c)
+{
+    buf b = {0};
+    appendf(&b, "listen:\n");
+    if (c->tls_port > 0)
+        appendf(&b, "  - {address: 127.0.0.1, port: %d, tls: true}\n", c->tls_port);
+    if (c->plain_port > 0)
+        appendf(&b, "  - {address: 127.0.0.1, port: %d, tls: false}\n", c->plain_port);
+    appendf(&b, "tls:\n  cert_file: \"%s\"\n  key_file: \"%s\"\n",
+            c->cert_file != NULL ? c->cert_file : "", c->key_file != NULL ? c->key_file : "");
+    appendf(&b, "redis:\n  url: \"%s\"\n  timeout_ms: %d\n",
+            c->redis_url != NULL ? c->redis_url : "",
+            c->redis_timeout_ms > 0 ? c->redis_timeout_ms : 2000);
+    if (c->redis_extra != NULL)
+        appendf(&b, "%s", c->redis_extra);
+    if (c->state_dir != NULL)
+        appendf(&b, "state_dir: \"%s\"\n", c->state_dir);
+    appendf(&b, "admin:\n  listen: \"\"\nrelay:\n  listen: \"\"\n");
+    appendf(&b, "log:\n  access: off\n  level: %s\n", c->log_level != NULL ? c->log_level : "info");
+    if (c->extra != NULL)
+        appendf(&b, "%s", c->extra);
+    return b.p;
+}
+
+static bool
+health_ok(const char *url, const char *ca_file)
+{
+    bgt_http_req req = {.method = "GET", .url = url, .version = BGT_HTTP_1_1, .ca_file = ca_file};
+    req.timeout_ms = 2000;
+    bgt_http_resp resp;
+    bgt_http_request(&req, &resp);
+    bool ok = resp.curl_code == CURLE_OK && resp.status == 200;
+    bgt_http_resp_free(&resp);
+    return ok;
+}
+
+int
+bgt_botgate_start(bgt_botgate *b, const char *env_dir, const char *name, const char *yaml,
+                  const char *health_url, const char *ca_file)
+{
+    memset(b, 0, sizeof(*b));
+    const char *bin = bgt_botgate_bin();
+    if (bin == NULL)
+        return -1;
+    char file[64];
+    snprintf(file, sizeof(file), "botgate-%s.yaml", name);
+    bgt_path(b->config, sizeof(b->config), env_dir, file);
+    snprintf(file, sizeof(file), "botgate-%s.log", name);
+    bgt_path(b->log, sizeof(b->log), env_dir, file);
+    snprintf(b->health_url, sizeof(b->health_url), "%s", health_url);
+    snprintf(b->ca_file, sizeof(b->ca_file), "%s", ca_file != NULL ? ca_file : "");
+    if (bgt_write_file(b->config, yaml, -1) != 0)
+        return -1;
+
+    char *argv[] = {(char *)bin, "serve", "-c", b->config, NULL};
+    b->pid = bgt_spawn(argv, b->log, NULL);
+    if (b->pid < 0) {
+        b->pid = 0;
+        return -1;
+    }
+    int64_t deadline = bgt_mono_ms() + 20000;
+    while (bgt_mono_ms() < deadline) {
+        int status;
+        if (bgt_wait_pid(b->pid, 0, &status) == 0) {
+            char why[64];
+            fprintf(stderr, "harness: botgate %s exited at start (%s); config:\n%s\n", name,
+                    bgt_describe_status(status, why, sizeof(why)), yaml);
+            bgt_dump_file(b->log, 64 * 1024);
+            b->pid = 0;
+            return -1;
+        }
+        if (health_ok(health_url, ca_file))
+            return 0;
+        bgt_sleep_ms(50);
+    }
+    fprintf(stderr, "harness: botgate %s: %s did not answer 200 within 20 s; config:\n%s\n", name,
+            health_url, yaml);
+    bgt_kill_wait(b->pid, SIGKILL, 5000);
+    bgt_dump_file(b->log, 64 * 1024);
+    b->pid = 0;
+    return -1;
+}
+
+int
+bgt_botgate_stop(bgt_botgate *b)
+{
+    if (b->pid == 0) {
+        fprintf(stderr, "harness: botgate is not running\n");
+        return -1;
+    }
+    int status = bgt_kill_wait(b->pid, SIGTERM, 40000);
+    b->pid = 0;
+    if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    char why[64];
+    fprintf(stderr, "harness: botgate did not exit cleanly after SIGTERM: %s\n",
+            bgt_describe_status(status, why, sizeof(why)));
+    bgt_dump_file(b->log, 64 * 1024);
+    return -1;
+}
+
+void
+bgt_botgate_kill(bgt_botgate *b)
+{
+    if (b->pid > 0)
+        bgt_kill_wait(b->pid, SIGKILL, 5000);
+    b->pid = 0;
+}
+
+int
+bgt_botgate_run(const char *const *args, const char *log_path, int timeout_ms, char **err_out)
+{
+    if (err_out != NULL)
+        *err_out = NULL;
+    const char *bin = bgt_botgate_bin();
+    if (bin == NULL)
+        return -1;
+    char *argv[32];
+    int n = 0;
+    argv[n++] = (char *)bin;
+    for (; args != NULL && *args != NULL && n < 31; args++)
+        argv[n++] = (char *)*args;
+    argv[n] = NULL;
+    char err_path[BGT_PATH_MAX + 16];
+    snprintf(err_path, sizeof(err_path), "%s.stderr.log", log_path);
+    unlink(log_path);
+    unlink(err_path);
+    pid_t pid = bgt_spawn(argv, log_path, err_path);
+    if (pid < 0)
+        return -1;
+    int status, rc;
+    if (bgt_wait_pid(pid, timeout_ms, &status) != 0) {
+        fprintf(stderr, "harness: %s %s did not exit within %d ms; killed\n", bin,
+                argv[1] != NULL ? argv[1] : "", timeout_ms);
+        bgt_kill_wait(pid, SIGKILL, 5000);
+        rc = -1;
+    } else if (status != -1 && WIFEXITED(status)) {
+        rc = WEXITSTATUS(status);
+    } else if (status != -1 && WIFSIGNALED(status)) {
+        rc = 128 + WTERMSIG(status);
+    } else {
+        rc = -1;
+    }
+    if (err_out != NULL)
+        *err_out = bgt_read_file(err_path, NULL);
+    return rc;
+}
+
+static bool
+line_has_all(const char *line, size_t len, const char *const *needles)
+{
+    for (; *needles != NULL; needles++) {
+        size_t n = strlen(*needles);
+        bool found = false;
+        for (size_t i = 0; !found && i + n <= len; i++)
+            found = strncasecmp(line + i, *needles, n) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+bool
+bgt_log_has_line(const char *path, const char *const *needles, int timeout_ms)
+{
+    int64_t deadline = bgt_mono_ms() + timeout_ms;
+    for (;;) {
+        char *text = bgt_read_file(path, NULL);
+        bool found = false;
+        for (const char *line = text; !found && line != NULL && *line != '\0';) {
+            const char *end = strchr(line, '\n');
+            size_t len = end != NULL ? (size_t)(end - line) : strlen(line);
+            found = line_has_all(line, len, needles);
+            line = end != NULL ? end + 1 : NULL;
+        }
+        free(text);
+        if (found)
+            return true;
+        if (bgt_mono_ms() >= deadline)
+            return false;
+        bgt_sleep_ms(50);
+    }
+}
+
+/* ---- /proc --------------------------------------------------------------------------------- */
+
+int
+bgt_count_procs_using(const char *comm, const char *path)
+{
+    DIR *d = opendir("/proc");
+    if (d == NULL)
+        return -1;
+    int count = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (!isdigit((unsigned char)de->d_name[0]))
+            continue;
+        char p[300], name[64] = "";
+        snprintf(p, sizeof(p), "/proc/%s/comm", de->d_name);
+        char *c = bgt_read_file(p, NULL);
+        if (c == NULL)
+            continue;
+        snprintf(name, sizeof(name), "%s", c);
+        free(c);
+        name[strcspn(name, "\n")] = '\0';
+        if (strcmp(name, comm) != 0)
+            continue;
+        /* A zombie has no cwd and an empty command line: it no longer uses anything. */
+        char cwd[BGT_PATH_MAX] = "";
+        snprintf(p, sizeof(p), "/proc/%s/cwd", de->d_name);
+        ssize_t n = readlink(p, cwd, sizeof(cwd) - 1);
+        if (n > 0)
+            cwd[n] = '\0';
+        bool uses = n > 0 && strstr(cwd, path) != NULL;
+        snprintf(p, sizeof(p), "/proc/%s/cmdline", de->d_name);
+        size_t len;
+        char *cmd = bgt_read_file(p, &len);
+        for (size_t i = 0; cmd != NULL && i < len; i++)
+            if (cmd[i] == '\0')
+                cmd[i] = ' ';
+        if (cmd != NULL && strstr(cmd, path) != NULL)
+            uses = true;
+        free(cmd);
+        if (uses)
+            count++;
+    }
+    closedir(d);
+    return count;
+}

@@ -1,0 +1,271 @@
+/*
+ * The integration harness: real processes, real sockets, no mocks.
+ *
+ * A test program gets one temporary directory (bgt_env) that holds everything the run
+ * makes: redis-server's socket and data, the generated certificate, botgate's
+ * configuration files and the logs of every process. The directory is removed at the end,
+ * after the logs were printed if a test failed (BOTGATE_KEEP_TMP=1 keeps it).
+ *
+ *   /tmp/botgate-it-XXXXXX/
+ *     cert.pem key.pem                 bgt_tls_make_cert
+ *     redis-<name>/redis.sock *.log    bgt_redis_start
+ *     botgate-<name>.yaml .log         bgt_botgate_start
+ *
+ * Every child this harness starts is registered, so that bgt_env_finish() kills what a
+ * failed test (cmocka longjmps out of it) left running, and every child gets
+ * PR_SET_PDEATHSIG, so that a test killed by ctest's timeout leaves no server behind.
+ *
+ * Functions return 0 (or a value) on success and -1 on failure, after printing what went
+ * wrong to stderr; tests wrap them in assert_int_equal(..., 0).
+ */
+#ifndef BOTGATE_TEST_HARNESS_H
+#define BOTGATE_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <hiredis/hiredis.h>
+
+#include "botgate/entry.h"
+
+#define BGT_PATH_MAX 256
+
+/* ---- the run's temporary directory ---------------------------------------------------- */
+
+typedef struct bgt_env {
+    char dir[BGT_PATH_MAX];
+} bgt_env;
+
+/* Makes /tmp/botgate-it-XXXXXX and initialises libcurl. */
+int bgt_env_init(bgt_env *env);
+
+/* Kills the children still running, prints every *.log under the directory when `failed`,
+ * then removes the directory (unless BOTGATE_KEEP_TMP is set). */
+void bgt_env_finish(bgt_env *env, bool failed);
+
+/* out = dir "/" name. Returns out. */
+char *bgt_path(char *out, size_t cap, const char *dir, const char *name);
+
+/* Writes len bytes (len < 0: strlen) to path, mode 0600. */
+int bgt_write_file(const char *path, const char *data, long len);
+
+/* Reads a whole file into a NUL-terminated malloc'd buffer; NULL on failure. */
+char *bgt_read_file(const char *path, size_t *len);
+
+/* Prints a file to stderr between banners (at most its last `max_bytes`). */
+void bgt_dump_file(const char *path, size_t max_bytes);
+
+/* Microseconds since the Unix epoch (the clock botgate stamps entries with). */
+int64_t bgt_wall_us(void);
+/* Monotonic milliseconds, for deadlines. */
+int64_t bgt_mono_ms(void);
+/* Sleeps ms milliseconds: the step of a poll loop, never a wait for an event. */
+void bgt_sleep_ms(int ms);
+
+/* A TCP port that was free a moment ago on 127.0.0.1 (bind port 0, read it, close). */
+int bgt_free_port(void);
+
+/* ---- processes ------------------------------------------------------------------------ */
+
+/* Starts argv[0] (looked up in PATH) with stdin from /dev/null, stdout appended to out_path
+ * and stderr to err_path (NULL: to out_path too). BOTGATE_* and MicrosoftApp* variables are
+ * removed from the child's environment so the caller's shell cannot change what a test
+ * configures. Returns the pid or -1. */
+pid_t bgt_spawn(char *const argv[], const char *out_path, const char *err_path);
+
+/* Waits up to timeout_ms for pid. Returns 0 and the wait status in *status, or -1 on
+ * timeout (the child keeps running). */
+int bgt_wait_pid(pid_t pid, int timeout_ms, int *status);
+
+/* Describes a wait status: "exit status 2", "killed by signal 9". */
+const char *bgt_describe_status(int status, char *buf, size_t cap);
+
+/* Sends sig to pid and waits up to timeout_ms; then SIGKILL. Returns the wait status. */
+int bgt_kill_wait(pid_t pid, int sig, int timeout_ms);
+
+/* ---- TLS -------------------------------------------------------------------------------- */
+
+/* Writes a self-signed EC P-256 certificate for DNS:localhost and IP:127.0.0.1 (valid from
+ * an hour ago for 30 days, CA:TRUE so that it can serve as its own trust anchor) and its key
+ * to dir/cert.pem and dir/key.pem; the paths go to cert_out and key_out. */
+int bgt_tls_make_cert(const char *dir, char *cert_out, char *key_out);
+
+/* ---- redis-server ----------------------------------------------------------------------- */
+
+typedef struct bgt_redis_opts {
+    bool aof;           /* --appendonly yes --appendfsync always (default: appendonly no) */
+    bool debug_command; /* --enable-debug-command local, for DEBUG SLEEP */
+} bgt_redis_opts;
+
+typedef struct bgt_redis {
+    pid_t pid; /* 0 when stopped */
+    bgt_redis_opts opts;
+    char dir[BGT_PATH_MAX];     /* --dir */
+    char sock[BGT_PATH_MAX];    /* --unixsocket */
+    char url[BGT_PATH_MAX + 8]; /* unix:///...: what botgate's redis.url takes */
+    char log[BGT_PATH_MAX];
+    redisContext *ctx; /* the harness's own connection, made on first use */
+} bgt_redis;
+
+/* Starts redis-server in env_dir/redis-<name> on a unix socket only (--port 0) and waits
+ * until it answers PING (10 s). opts may be NULL. */
+int bgt_redis_start(bgt_redis *r, const char *env_dir, const char *name,
+                    const bgt_redis_opts *opts);
+
+/* SHUTDOWN NOSAVE, then waitpid; SIGTERM and SIGKILL if it lingers. A stopped Redis is a
+ * no-op. Returns 0 once the process is gone. */
+int bgt_redis_stop(bgt_redis *r);
+
+/* Starts the same server again on the same socket and directory, and waits for PING. */
+int bgt_redis_restart(bgt_redis *r);
+
+/* Connects (timeout_ms for connect and every reply). The caller frees it. */
+redisContext *bgt_redis_connect(const char *sock, int timeout_ms);
+
+/* Runs a command on the harness's connection, reconnecting once if the server was
+ * restarted. Returns the reply (the caller frees it) or NULL. */
+redisReply *bgt_redis_cmd(bgt_redis *r, const char *fmt, ...);
+
+/* XLEN stream, or -1. */
+long long bgt_redis_xlen(bgt_redis *r, const char *stream);
+
+/* One stream entry as XRANGE returns it. */
+typedef struct bgt_stream_entry {
+    char *id;        /* "1700000000000-0" */
+    size_t n_fields; /* field-value pairs in the entry */
+    char *entry;     /* the value of the field named "entry"; NULL if there is none */
+    size_t entry_len;
+} bgt_stream_entry;
+
+/* XRANGE stream - +: every entry, oldest first (*out may be NULL when *n is 0). */
+int bgt_redis_xrange(bgt_redis *r, const char *stream, bgt_stream_entry **out, size_t *n);
+void bgt_stream_entries_free(bgt_stream_entry *v, size_t n);
+
+/* ---- queue entries ---------------------------------------------------------------------- */
+
+/* s equals the NUL-terminated string want (a NULL want matches an absent slice only). */
+bool bgt_slice_eq(bg_slice s, const char *want);
+
+/* The value of the header named `name` (lower case) in e, or an absent slice. */
+bg_slice bgt_entry_header(const bg_entry *e, const char *name);
+
+/* A Bot Framework message activity from Microsoft Teams, as the Connector POSTs it, padded
+ * with text to about `size` bytes. id or conversation_id NULL = the field is left out.
+ * malloc'd; the caller frees it. */
+char *bgt_teams_message(const char *id, const char *conversation_id, const char *service_url,
+                        size_t size);
+
+/* ---- HTTP client (libcurl easy, one connection per request) ----------------------------- */
+
+enum { BGT_HTTP_1_1 = 1, BGT_HTTP_2 = 2 };
+
+typedef struct bgt_http_req {
+    const char *method;         /* "GET", "POST", anything else as a custom method */
+    const char *url;            /* http:// or https:// */
+    const char *const *headers; /* NULL-terminated "Name: value"; may be NULL */
+    const char *body;           /* POST body, may contain NUL bytes */
+    size_t body_len;
+    int version;         /* BGT_HTTP_1_1 or BGT_HTTP_2 (h2 via ALPN over TLS) */
+    const char *ca_file; /* trust anchor for https:// */
+    bool chunked;        /* HTTP/1.1: Transfer-Encoding: chunked, no Content-Length */
+    long timeout_ms;     /* whole request; 0 = 15000 */
+} bgt_http_req;
+
+typedef struct bgt_http_resp {
+    int curl_code; /* CURLE_OK when a response came back */
+    char curl_error[256];
+    long status;       /* 0 when no response */
+    long http_version; /* CURLINFO_HTTP_VERSION: CURL_HTTP_VERSION_1_1, _2_0 */
+    char *body;        /* NUL-terminated, malloc'd */
+    size_t body_len;
+    char *headers; /* the final response's header block, NUL-terminated */
+    size_t headers_len;
+    int64_t elapsed_ms;
+} bgt_http_resp;
+
+/* Sends req. The harness sends exactly the headers given: curl's own Content-Type for POST
+ * and its Expect: 100-continue are suppressed unless the caller sets them. Redirects are
+ * never followed. Returns 0 when a response arrived, -1 on a transport error (reset,
+ * closed, timeout: resp->curl_code says which). resp is filled either way. */
+int bgt_http_request(const bgt_http_req *req, bgt_http_resp *resp);
+
+/* Shorthands over bgt_http_request. */
+int bgt_http_get(const char *url, int version, const char *ca_file, bgt_http_resp *resp);
+int bgt_http_post(const char *url, int version, const char *ca_file, const char *const *headers,
+                  const char *body, size_t len, bgt_http_resp *resp);
+
+/* The value of the first response header `name` (case-insensitive), copied into buf
+ * without surrounding blanks; NULL if absent. */
+const char *bgt_http_header(const bgt_http_resp *resp, const char *name, char *buf, size_t cap);
+
+/* The `code` of a botgate JSON error body {"error":{"code":...,"message":...}} copied into
+ * buf; NULL if the body is not that shape (message must be a non-empty string too). */
+const char *bgt_http_error_code(const bgt_http_resp *resp, char *buf, size_t cap);
+
+void bgt_http_resp_free(bgt_http_resp *resp);
+
+/* ---- botgate ------------------------------------------------------------------------------ */
+
+/* What bgt_config_yaml writes: a configuration for the tests, everything else default. */
+typedef struct bgt_botgate_conf {
+    int tls_port;          /* 0 = no TLS listener */
+    int plain_port;        /* 0 = no plain listener */
+    const char *cert_file; /* tls.cert_file, tls.key_file */
+    const char *key_file;
+    const char *redis_url; /* "" = botgate's private redis-server */
+    int redis_timeout_ms;  /* 0 = 2000 */
+    const char *state_dir;
+    const char *log_level;   /* NULL = info */
+    const char *redis_extra; /* more "key: value" lines inside redis:, already indented */
+    const char *extra;       /* more top-level YAML appended verbatim (policy:, auth:, ...) */
+} bgt_botgate_conf;
+
+/* Renders c as YAML (block style) into a malloc'd string. */
+char *bgt_config_yaml(const bgt_botgate_conf *c);
+
+typedef struct bgt_botgate {
+    pid_t pid; /* 0 when not running */
+    char config[BGT_PATH_MAX];
+    char log[BGT_PATH_MAX];
+    char health_url[BGT_PATH_MAX]; /* GET here answers 200 once botgate serves */
+    char ca_file[BGT_PATH_MAX];
+} bgt_botgate;
+
+/* Writes yaml to env_dir/botgate-<name>.yaml, runs `$BOTGATE_BIN serve -c FILE` with its
+ * output in env_dir/botgate-<name>.log, and waits (20 s: the binary may run under ASan)
+ * until GET health_url answers 200. ca_file is the trust anchor for an https health_url.
+ * On failure prints the log and leaves b stopped. */
+int bgt_botgate_start(bgt_botgate *b, const char *env_dir, const char *name, const char *yaml,
+                      const char *health_url, const char *ca_file);
+
+/* SIGTERM and waitpid (40 s). Returns 0 only when botgate exited with status 0: under ASan
+ * a leak makes the status non-zero, so this is how a leak fails a test. Otherwise prints
+ * the status and the log and returns -1. */
+int bgt_botgate_stop(bgt_botgate *b);
+
+/* SIGKILL without judgement: for teardowns after a test already failed. */
+void bgt_botgate_kill(bgt_botgate *b);
+
+/* Runs `$BOTGATE_BIN args...` (args NULL-terminated) expecting it to exit by itself
+ * within timeout_ms. Its stdout goes to log_path, its stderr to log_path + ".stderr.log";
+ * *err_out (malloc'd; may be NULL) receives the stderr text. Returns the exit status
+ * (0..255), 128+signal when a signal killed it, or -1 when it had to be killed after the
+ * timeout. */
+int bgt_botgate_run(const char *const *args, const char *log_path, int timeout_ms, char **err_out);
+
+/* BOTGATE_BIN, or NULL (printed) when unset. */
+const char *bgt_botgate_bin(void);
+
+/* Polls path (a log) until a line contains every one of the NUL-terminated needles
+ * (case-insensitively) or timeout_ms passes. Returns true when found. */
+bool bgt_log_has_line(const char *path, const char *const *needles, int timeout_ms);
+
+/* ---- /proc --------------------------------------------------------------------------------- */
+
+/* Number of live processes named `comm` (e.g. "redis-server") whose working directory or
+ * command line mentions path. */
+int bgt_count_procs_using(const char *comm, const char *path);
+
+#endif

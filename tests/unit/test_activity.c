@@ -1,0 +1,610 @@
+/*
+ * bg_activity_parse: the fields botgate reads out of an activity, and every way a body
+ * can fail to be one. The rule under test throughout: botgate reads the value the bot
+ * (JSON.parse) will read, or refuses the body.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "botgate/activity.h"
+#include "botgate/error.h"
+
+/* Parses a NUL-terminated literal (its strlen is the body length). */
+static int
+parse(bg_activity *act, const char *json, char *err, size_t errlen)
+{
+    return bg_activity_parse(act, json, strlen(json), err, errlen);
+}
+
+/* Asserts that json is refused with code and that the message contains `needle`, and that
+ * act is left empty. */
+static void
+assert_refused(const char *json, int code, const char *needle)
+{
+    bg_activity act;
+    char err[256];
+    int rc = parse(&act, json, err, sizeof(err));
+    if (rc != code || strstr(err, needle) == NULL)
+        fail_msg("body %s: rc %d (want %d), err \"%s\" (want \"%s\")", json, rc, code, err, needle);
+    bg_activity zero;
+    memset(&zero, 0, sizeof(zero));
+    assert_memory_equal(&act, &zero, sizeof(act));
+    bg_activity_clear(&act);
+}
+
+/* A real Teams channel message, as the Connector sends it to /api/messages (ids shortened
+ * but of the real shapes; text with a mention, an emoji and non-ASCII). */
+static const char teams_message[] =
+    "{\n"
+    "  \"text\": \"<at>Echo Bot</at> Grüße aus Zürich \\ud83d\\udc4b\\n\",\n"
+    "  \"textFormat\": \"plain\",\n"
+    "  \"attachments\": [\n"
+    "    {\"contentType\": \"text/html\",\n"
+    "     \"content\": \"<div><div><span itemscope=\\\"\\\" "
+    "itemtype=\\\"http://schema.skype.com/Mention\\\" itemid=\\\"0\\\">Echo Bot</span>"
+    " Grüße aus Zürich 👋</div></div>\"}\n"
+    "  ],\n"
+    "  \"type\": \"message\",\n"
+    "  \"timestamp\": \"2024-05-14T09:21:07.3145912Z\",\n"
+    "  \"localTimestamp\": \"2024-05-14T11:21:07.3145912+02:00\",\n"
+    "  \"id\": \"1715678467301\",\n"
+    "  \"channelId\": \"msteams\",\n"
+    "  \"serviceUrl\": \"https://smba.trafficmanager.net/emea/\",\n"
+    "  \"from\": {\n"
+    "    \"id\": \"29:1Xq7lR4uGkV9pE0wJ3yZ8cN2bH5mT6fA\",\n"
+    "    \"name\": \"Ada Lovelace\",\n"
+    "    \"aadObjectId\": \"6f1c2e9a-4b7d-4c3e-9a1f-0d2b3c4e5f60\"\n"
+    "  },\n"
+    "  \"conversation\": {\n"
+    "    \"isGroup\": true,\n"
+    "    \"conversationType\": \"channel\",\n"
+    "    \"tenantId\": \"72f988bf-86f1-41af-91ab-2d7cd011db47\",\n"
+    "    \"id\": \"19:3e1fa9c2b7d04e5f8a6c1b2d3e4f5a6b@thread.tacv2;messageid=1715678467301\"\n"
+    "  },\n"
+    "  \"recipient\": {\"id\": \"28:c9e8f7a6-b5c4-4d3e-8f2a-1b0c9d8e7f6a\", \"name\": \"Echo "
+    "Bot\"},\n"
+    "  \"entities\": [\n"
+    "    {\"mentioned\": {\"id\": \"28:c9e8f7a6-b5c4-4d3e-8f2a-1b0c9d8e7f6a\", \"name\": \"Echo "
+    "Bot\"},\n"
+    "     \"text\": \"<at>Echo Bot</at>\", \"type\": \"mention\"},\n"
+    "    {\"locale\": \"de-CH\", \"country\": \"CH\", \"platform\": \"Web\",\n"
+    "     \"timezone\": \"Europe/Zurich\", \"type\": \"clientInfo\"}\n"
+    "  ],\n"
+    "  \"channelData\": {\n"
+    "    \"teamsChannelId\": \"19:3e1fa9c2b7d04e5f8a6c1b2d3e4f5a6b@thread.tacv2\",\n"
+    "    \"teamsTeamId\": \"19:0a1b2c3d4e5f60718293a4b5c6d7e8f9@thread.tacv2\",\n"
+    "    \"channel\": {\"id\": \"19:3e1fa9c2b7d04e5f8a6c1b2d3e4f5a6b@thread.tacv2\"},\n"
+    "    \"team\": {\"id\": \"19:0a1b2c3d4e5f60718293a4b5c6d7e8f9@thread.tacv2\"},\n"
+    "    \"tenant\": {\"id\": \"72f988bf-86f1-41af-91ab-2d7cd011db47\"}\n"
+    "  },\n"
+    "  \"locale\": \"de-CH\",\n"
+    "  \"localTimezone\": \"Europe/Zurich\"\n"
+    "}\n";
+
+/* The Teams sample yields exactly the fields the Connector put there. */
+static void
+test_teams_message(void **state)
+{
+    (void)state;
+    bg_activity act;
+    char err[256] = "";
+    assert_int_equal(parse(&act, teams_message, err, sizeof(err)), 0);
+    assert_string_equal(err, "");
+    assert_string_equal(act.type, "message");
+    assert_string_equal(act.id, "1715678467301");
+    assert_string_equal(act.channel_id, "msteams");
+    assert_string_equal(act.service_url, "https://smba.trafficmanager.net/emea/");
+    assert_string_equal(act.conversation_id,
+                        "19:3e1fa9c2b7d04e5f8a6c1b2d3e4f5a6b@thread.tacv2;messageid=1715678467301");
+    assert_null(act.delivery_mode);
+    assert_string_equal(act.tenant_id, "72f988bf-86f1-41af-91ab-2d7cd011db47");
+    bg_activity_clear(&act);
+    assert_null(act.type);
+    bg_activity_clear(&act); /* twice is harmless */
+}
+
+/* Every field, read from its own key; the body need not be NUL-terminated (we hand the
+ * parser a buffer whose next byte is garbage). */
+static void
+test_every_field(void **state)
+{
+    (void)state;
+    const char json[] =
+        "{\"type\":\"invoke\",\"id\":\"f:123\",\"channelId\":\"emulator\","
+        "\"serviceUrl\":\"http://localhost:5000\",\"deliveryMode\":\"expectReplies\","
+        "\"conversation\":{\"id\":\"c1\",\"tenantId\":\"t1\"}}";
+    char buf[sizeof(json) + 3];
+    memcpy(buf, json, sizeof(json) - 1);
+    memcpy(buf + sizeof(json) - 1, "xyz", 3);
+    bg_activity act;
+    assert_int_equal(bg_activity_parse(&act, buf, sizeof(json) - 1, NULL, 0), 0);
+    assert_string_equal(act.type, "invoke");
+    assert_string_equal(act.id, "f:123");
+    assert_string_equal(act.channel_id, "emulator");
+    assert_string_equal(act.service_url, "http://localhost:5000");
+    assert_string_equal(act.delivery_mode, "expectReplies");
+    assert_string_equal(act.conversation_id, "c1");
+    assert_string_equal(act.tenant_id, "t1");
+    bg_activity_clear(&act);
+}
+
+/* Only type is required; everything else absent is NULL. Empty strings are values. */
+static void
+test_minimal_and_empty_values(void **state)
+{
+    (void)state;
+    bg_activity act;
+    assert_int_equal(parse(&act, "{\"type\":\"ping\"}", NULL, 0), 0);
+    assert_string_equal(act.type, "ping");
+    assert_null(act.id);
+    assert_null(act.channel_id);
+    assert_null(act.service_url);
+    assert_null(act.conversation_id);
+    assert_null(act.delivery_mode);
+    assert_null(act.tenant_id);
+    bg_activity_clear(&act);
+
+    assert_int_equal(
+        parse(&act, "{\"type\":\"message\",\"id\":\"\",\"conversation\":{\"id\":\"\"}}", NULL, 0),
+        0);
+    assert_string_equal(act.id, "");
+    assert_string_equal(act.conversation_id, "");
+    bg_activity_clear(&act);
+}
+
+/* JSON null is absent, for every field and for the objects on the way. */
+static void
+test_null_fields(void **state)
+{
+    (void)state;
+    bg_activity act;
+    assert_int_equal(
+        parse(&act,
+              "{\"type\":\"message\",\"id\":null,\"channelId\":null,\"serviceUrl\":null,"
+              "\"deliveryMode\":null,\"conversation\":{\"id\":null,\"tenantId\":null},"
+              "\"channelData\":{\"tenant\":{\"id\":null}}}",
+              NULL, 0),
+        0);
+    assert_string_equal(act.type, "message");
+    assert_null(act.id);
+    assert_null(act.channel_id);
+    assert_null(act.service_url);
+    assert_null(act.delivery_mode);
+    assert_null(act.conversation_id);
+    assert_null(act.tenant_id);
+    bg_activity_clear(&act);
+
+    assert_int_equal(
+        parse(&act,
+              "{\"type\":\"message\",\"conversation\":null,\"channelData\":{\"tenant\":null}}",
+              NULL, 0),
+        0);
+    assert_null(act.conversation_id);
+    assert_null(act.tenant_id);
+    bg_activity_clear(&act);
+}
+
+/* type: missing, null, empty, or not a string. */
+static void
+test_type_required(void **state)
+{
+    (void)state;
+    assert_refused("{}", BG_EACTIVITY, "type is missing");
+    assert_refused("{\"id\":\"x\"}", BG_EACTIVITY, "type is missing");
+    assert_refused("{\"type\":null}", BG_EACTIVITY, "type is missing");
+    assert_refused("{\"type\":\"\"}", BG_EACTIVITY, "type must not be empty");
+    assert_refused("{\"type\":1}", BG_EACTIVITY, "type must be a string");
+    assert_refused("{\"type\":true}", BG_EACTIVITY, "type must be a string");
+    assert_refused("{\"type\":[\"message\"]}", BG_EACTIVITY, "type must be a string");
+    assert_refused("{\"type\":{\"v\":\"message\"}}", BG_EACTIVITY, "type must be a string");
+}
+
+/* Each field we read, given each wrong JSON type, is refused with its own dotted name. */
+static void
+test_wrong_types(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *prefix; /* JSON up to the value */
+        const char *suffix; /* JSON after it */
+        const char *message;
+    } fields[] = {
+        {"{\"type\":\"message\",\"id\":", "}", "id must be a string"},
+        {"{\"type\":\"message\",\"channelId\":", "}", "channelId must be a string"},
+        {"{\"type\":\"message\",\"serviceUrl\":", "}", "serviceUrl must be a string"},
+        {"{\"type\":\"message\",\"deliveryMode\":", "}", "deliveryMode must be a string"},
+        {"{\"type\":\"message\",\"conversation\":{\"id\":", "}}",
+         "conversation.id must be a string"},
+        {"{\"type\":\"message\",\"conversation\":{\"tenantId\":", "}}",
+         "conversation.tenantId must be a string"},
+        {"{\"type\":\"message\",\"channelData\":{\"tenant\":{\"id\":", "}}}",
+         "channelData.tenant.id must be a string"},
+    };
+    static const char *const wrong[] = {"1",  "-2.5",    "true", "false",
+                                        "[]", "[\"a\"]", "{}",   "{\"a\":\"b\"}"};
+    char json[256];
+    for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++)
+        for (size_t w = 0; w < sizeof(wrong) / sizeof(wrong[0]); w++) {
+            snprintf(json, sizeof(json), "%s%s%s", fields[f].prefix, wrong[w], fields[f].suffix);
+            assert_refused(json, BG_EACTIVITY, fields[f].message);
+        }
+
+    static const char *const not_objects[] = {"\"c1\"", "1", "true", "[]", "[{\"id\":\"c1\"}]"};
+    for (size_t w = 0; w < sizeof(not_objects) / sizeof(not_objects[0]); w++) {
+        snprintf(json, sizeof(json), "{\"type\":\"message\",\"conversation\":%s}", not_objects[w]);
+        assert_refused(json, BG_EACTIVITY, "conversation must be an object");
+        snprintf(json, sizeof(json), "{\"type\":\"message\",\"channelData\":{\"tenant\":%s}}",
+                 not_objects[w]);
+        assert_refused(json, BG_EACTIVITY, "channelData.tenant must be an object");
+    }
+}
+
+/* A wrong type is refused even where another field already decided the value: a bad
+ * channelData.tenant.id with a good conversation.tenantId is still a bad activity. */
+static void
+test_wrong_type_not_masked(void **state)
+{
+    (void)state;
+    assert_refused("{\"type\":\"message\",\"conversation\":{\"tenantId\":\"t1\"},"
+                   "\"channelData\":{\"tenant\":{\"id\":42}}}",
+                   BG_EACTIVITY, "channelData.tenant.id must be a string");
+    /* The first problem in reading order is the one named. */
+    assert_refused("{\"id\":5,\"type\":7}", BG_EACTIVITY, "type must be a string");
+}
+
+/* Tenant: conversation.tenantId wins; channelData.tenant.id is the fallback; channelData
+ * of another JSON type (the schema types it `any`) simply has no tenant. */
+static void
+test_tenant_fallbacks(void **state)
+{
+    (void)state;
+    bg_activity act;
+    assert_int_equal(parse(&act,
+                           "{\"type\":\"message\",\"conversation\":{\"tenantId\":\"conv\"},"
+                           "\"channelData\":{\"tenant\":{\"id\":\"cd\"}}}",
+                           NULL, 0),
+                     0);
+    assert_string_equal(act.tenant_id, "conv");
+    bg_activity_clear(&act);
+
+    assert_int_equal(parse(&act,
+                           "{\"type\":\"message\",\"conversation\":{\"id\":\"c\"},"
+                           "\"channelData\":{\"tenant\":{\"id\":\"cd\"}}}",
+                           NULL, 0),
+                     0);
+    assert_string_equal(act.tenant_id, "cd");
+    assert_string_equal(act.conversation_id, "c");
+    bg_activity_clear(&act);
+
+    assert_int_equal(parse(&act,
+                           "{\"type\":\"message\",\"conversation\":{\"tenantId\":null},"
+                           "\"channelData\":{\"tenant\":{\"id\":\"cd\"}}}",
+                           NULL, 0),
+                     0);
+    assert_string_equal(act.tenant_id, "cd");
+    bg_activity_clear(&act);
+
+    assert_int_equal(
+        parse(&act, "{\"type\":\"message\",\"channelData\":{\"tenant\":{\"id\":\"cd\"}}}", NULL, 0),
+        0);
+    assert_string_equal(act.tenant_id, "cd");
+    bg_activity_clear(&act);
+
+    static const char *const other_channel_data[] = {
+        "{\"type\":\"message\",\"channelData\":\"opaque\"}",
+        "{\"type\":\"message\",\"channelData\":[{\"tenant\":{\"id\":\"x\"}}]}",
+        "{\"type\":\"message\",\"channelData\":7}",
+        "{\"type\":\"message\",\"channelData\":null}",
+        "{\"type\":\"message\",\"channelData\":{}}",
+        "{\"type\":\"message\",\"channelData\":{\"tenant\":{}}}",
+        "{\"type\":\"message\",\"channelData\":{\"clientActivityId\":\"1\"}}",
+    };
+    for (size_t i = 0; i < sizeof(other_channel_data) / sizeof(other_channel_data[0]); i++) {
+        assert_int_equal(parse(&act, other_channel_data[i], NULL, 0), 0);
+        assert_null(act.tenant_id);
+        bg_activity_clear(&act);
+    }
+}
+
+/* Fields deeper inside conversation, and fields of the same name elsewhere, are not ours. */
+static void
+test_nested_conversation(void **state)
+{
+    (void)state;
+    bg_activity act;
+    assert_int_equal(parse(&act,
+                           "{\"conversation\":{\"isGroup\":true,\"conversationType\":\"personal\","
+                           "\"properties\":{\"id\":\"not-this\",\"tenantId\":5},"
+                           "\"id\":\"a:1Zx\",\"name\":null},"
+                           "\"from\":{\"id\":\"29:from\"},\"recipient\":{\"id\":\"28:bot\"},"
+                           "\"relatesTo\":{\"conversation\":{\"id\":\"other\"}},"
+                           "\"type\":\"conversationUpdate\"}",
+                           NULL, 0),
+                     0);
+    assert_string_equal(act.type, "conversationUpdate");
+    assert_string_equal(act.conversation_id, "a:1Zx");
+    assert_null(act.id);
+    assert_null(act.tenant_id);
+    bg_activity_clear(&act);
+}
+
+/* A body that is JSON but not an object: BG_EJSON, saying what it is. */
+static void
+test_non_object_bodies(void **state)
+{
+    (void)state;
+    assert_refused("[]", BG_EJSON, "the body is an array, not a JSON object");
+    assert_refused("[{\"type\":\"message\"}]", BG_EJSON, "an array");
+    assert_refused("\"message\"", BG_EJSON, "a string");
+    assert_refused("42", BG_EJSON, "a number");
+    assert_refused("true", BG_EJSON, "a boolean");
+    assert_refused("null", BG_EJSON, "null");
+}
+
+/* Not JSON at all, or cut short: BG_EJSON with jansson's position and reason. */
+static void
+test_invalid_json(void **state)
+{
+    (void)state;
+    assert_refused("", BG_EJSON, "invalid JSON at line 1 column 0:");
+    assert_refused("   ", BG_EJSON, "invalid JSON at line 1");
+    assert_refused("{\"type\":\"message\"", BG_EJSON, "invalid JSON at line 1");
+    assert_refused("{\"type\":'message'}", BG_EJSON, "invalid JSON at line 1 column 9");
+    assert_refused("{\n\"type\":\n\"message\",\n}", BG_EJSON, "invalid JSON at line 4");
+    assert_refused("{type:\"message\"}", BG_EJSON, "invalid JSON");
+    assert_refused("\xef\xbb\xbf{\"type\":\"message\"}", BG_EJSON, "invalid JSON"); /* BOM */
+    assert_refused("{\"type\":\"\xff\"}", BG_EJSON, "invalid JSON");                /* not UTF-8 */
+
+    bg_activity act;
+    assert_int_equal(bg_activity_parse(&act, NULL, 0, NULL, 0), BG_EJSON);
+    assert_int_equal(bg_activity_parse(&act, NULL, 5, NULL, 0), BG_EINVAL);
+    assert_int_equal(bg_activity_parse(NULL, "{}", 2, NULL, 0), BG_EINVAL);
+}
+
+/* Trailing bytes after the object are refused (JSON_DISABLE_EOF_CHECK is not set);
+ * trailing whitespace is not, as for JSON.parse. */
+static void
+test_trailing_garbage(void **state)
+{
+    (void)state;
+    assert_refused("{\"type\":\"message\"} x", BG_EJSON, "end of file expected");
+    assert_refused("{\"type\":\"message\"}{\"type\":\"message\"}", BG_EJSON,
+                   "end of file expected");
+    assert_refused("{\"type\":\"message\"},", BG_EJSON, "end of file expected");
+    /* A raw NUL byte after the object, counted in len. */
+    bg_activity act;
+    char err[256];
+    const char body[] = "{\"type\":\"message\"}\0";
+    assert_int_equal(bg_activity_parse(&act, body, sizeof(body) - 1, err, sizeof(err)), BG_EJSON);
+    assert_non_null(strstr(err, "end of file expected"));
+
+    assert_int_equal(parse(&act, "  {\"type\":\"message\"} \r\n\t ", NULL, 0), 0);
+    assert_string_equal(act.type, "message");
+    bg_activity_clear(&act);
+}
+
+/* "\u0000" in a field we copy out would cut the C string short: refused. In any other
+ * string (the text) it is the bot's business, as JSON.parse accepts it. A NUL in a key is
+ * refused by jansson itself. */
+static void
+test_embedded_nul(void **state)
+{
+    (void)state;
+    assert_refused("{\"type\":\"mess\\u0000age\"}", BG_EACTIVITY,
+                   "type must not contain a NUL character");
+    assert_refused("{\"type\":\"message\",\"id\":\"\\u0000\"}", BG_EACTIVITY,
+                   "id must not contain a NUL character");
+    assert_refused("{\"type\":\"message\",\"conversation\":{\"id\":\"a\\u0000b\"}}", BG_EACTIVITY,
+                   "conversation.id must not contain");
+    assert_refused("{\"type\":\"message\",\"channelData\":{\"tenant\":{\"id\":\"t\\u0000\"}}}",
+                   BG_EACTIVITY, "channelData.tenant.id must not contain");
+
+    bg_activity act;
+    assert_int_equal(parse(&act, "{\"type\":\"message\",\"text\":\"a\\u0000b\"}", NULL, 0), 0);
+    assert_string_equal(act.type, "message");
+    bg_activity_clear(&act);
+
+    assert_refused("{\"type\":\"message\",\"x\\u0000y\":1}", BG_EJSON, "NUL byte in object key");
+    /* A raw (unescaped) control byte inside a string is not JSON. */
+    const char raw[] = "{\"type\":\"mess\0age\"}";
+    char err[256];
+    assert_int_equal(bg_activity_parse(&act, raw, sizeof(raw) - 1, err, sizeof(err)), BG_EJSON);
+    assert_non_null(strstr(err, "control character 0x0"));
+}
+
+/* Duplicate keys: the last one wins, at every level, as in JSON.parse; so a later value of
+ * the wrong type spoils an earlier good one, and a later good one repairs an earlier bad. */
+static void
+test_duplicate_keys_last_wins(void **state)
+{
+    (void)state;
+    bg_activity act;
+    assert_int_equal(parse(&act,
+                           "{\"type\":\"invoke\",\"id\":\"1\",\"type\":\"message\",\"id\":\"2\","
+                           "\"conversation\":{\"id\":\"c1\"},\"conversation\":{\"id\":\"c2\","
+                           "\"id\":\"c3\"}}",
+                           NULL, 0),
+                     0);
+    assert_string_equal(act.type, "message");
+    assert_string_equal(act.id, "2");
+    assert_string_equal(act.conversation_id, "c3");
+    bg_activity_clear(&act);
+
+    assert_int_equal(parse(&act, "{\"type\":5,\"type\":\"message\"}", NULL, 0), 0);
+    assert_string_equal(act.type, "message");
+    bg_activity_clear(&act);
+
+    assert_refused("{\"type\":\"message\",\"type\":5}", BG_EACTIVITY, "type must be a string");
+    assert_refused("{\"type\":\"message\",\"type\":null}", BG_EACTIVITY, "type is missing");
+    assert_refused("{\"type\":\"message\",\"conversation\":{\"id\":\"c\"},\"conversation\":\"c\"}",
+                   BG_EACTIVITY, "conversation must be an object");
+}
+
+/* Numbers we do not read never make a body fail where JSON.parse would take it: integers
+ * beyond 64 bits are read as doubles (JSON_DECODE_INT_AS_REAL). */
+static void
+test_big_numbers(void **state)
+{
+    (void)state;
+    bg_activity act;
+    assert_int_equal(
+        parse(&act,
+              "{\"type\":\"message\",\"channelData\":{\"n\":123456789012345678901234567890,"
+              "\"m\":-98765432109876543210987654321,\"tiny\":1e-400}}",
+              NULL, 0),
+        0);
+    assert_string_equal(act.type, "message");
+    bg_activity_clear(&act);
+}
+
+/* Builds `depth` nested arrays inside an activity: {"type":"message","x":[[...]]}. */
+static char *
+nested(size_t depth, size_t *len)
+{
+    const char head[] = "{\"type\":\"message\",\"x\":";
+    char *b = malloc(sizeof(head) + 2 * depth + 2);
+    assert_non_null(b);
+    size_t n = sizeof(head) - 1;
+    memcpy(b, head, n);
+    memset(b + n, '[', depth);
+    n += depth;
+    memset(b + n, ']', depth);
+    n += depth;
+    b[n++] = '}';
+    *len = n;
+    return b;
+}
+
+/* jansson stops at JSON_PARSER_MAX_DEPTH (2048) levels, counting every value on the way
+ * down, the activity object and a leaf scalar included: 2047 arrays inside the activity
+ * parse, 2048 do not, nor does a much deeper body (no stack overflow either). */
+static void
+test_huge_depth(void **state)
+{
+    (void)state;
+    bg_activity act;
+    char err[256];
+    size_t len;
+    char *b = nested(2047, &len);
+    assert_int_equal(bg_activity_parse(&act, b, len, err, sizeof(err)), 0);
+    assert_string_equal(act.type, "message");
+    bg_activity_clear(&act);
+    free(b);
+
+    b = nested(2048, &len);
+    assert_int_equal(bg_activity_parse(&act, b, len, err, sizeof(err)), BG_EJSON);
+    assert_non_null(strstr(err, "maximum parsing depth reached"));
+    free(b);
+
+    b = nested(100000, &len);
+    assert_int_equal(bg_activity_parse(&act, b, len, err, sizeof(err)), BG_EJSON);
+    assert_non_null(strstr(err, "maximum parsing depth reached"));
+    assert_null(act.type);
+    free(b);
+}
+
+/* Error messages: capped by errlen on a character boundary, never more than a few bytes of
+ * the body, control bytes replaced, and err may be NULL. */
+static void
+test_error_messages(void **state)
+{
+    (void)state;
+    bg_activity act;
+    char err[256];
+
+    /* A long string with a raw control byte: jansson quotes no context past 20 bytes, so
+     * none of the body is echoed. */
+    char body[600];
+    snprintf(body, sizeof(body), "{\"type\":\"%0500d\x01\"}", 7);
+    assert_int_equal(parse(&act, body, err, sizeof(err)), BG_EJSON);
+    assert_string_equal(err, "invalid JSON at line 1 column 509: control character 0x1");
+
+    /* A control byte quoted as the bad token becomes '?'. */
+    assert_int_equal(parse(&act, "{\"type\":\x01}", err, sizeof(err)), BG_EJSON);
+    assert_non_null(strstr(err, "near '?'"));
+    for (const char *p = err; *p; p++)
+        assert_true((unsigned char)*p >= 0x20 && *p != 0x7f);
+
+    /* A tiny buffer: cut and terminated; err may be NULL or empty. */
+    char small[8];
+    assert_int_equal(parse(&act, "{\"type\":5}", small, sizeof(small)), BG_EACTIVITY);
+    assert_string_equal(small, "type mu");
+    char tiny[1] = {'x'};
+    assert_int_equal(parse(&act, "{\"type\":5}", tiny, sizeof(tiny)), BG_EACTIVITY);
+    assert_int_equal(tiny[0], '\0');
+    assert_int_equal(parse(&act, "{\"type\":5}", NULL, 100), BG_EACTIVITY);
+    assert_int_equal(parse(&act, "{\"type\":5}", err, 0), BG_EACTIVITY);
+
+    /* jansson quotes a short non-ASCII token; a cut inside it drops the whole character. */
+    const char *umlaut = "{\"type\":\xc3\xbc}";
+    assert_int_equal(parse(&act, umlaut, err, sizeof(err)), BG_EJSON);
+    const char *u = strstr(err, "\xc3\xbc");
+    assert_non_null(u);
+    size_t at = (size_t)(u - err);
+    char cut[256];
+    assert_int_equal(parse(&act, umlaut, cut, at + 2), BG_EJSON); /* room for c3, not bc */
+    assert_int_equal(strlen(cut), at);
+    assert_memory_equal(cut, err, at);
+
+    /* Success leaves err empty. */
+    strcpy(err, "stale");
+    assert_int_equal(parse(&act, "{\"type\":\"message\"}", err, sizeof(err)), 0);
+    assert_string_equal(err, "");
+    bg_activity_clear(&act);
+}
+
+/* Cutting a valid activity at every length never succeeds, never crashes, never leaks. */
+static void
+test_truncated_everywhere(void **state)
+{
+    (void)state;
+    size_t len = strlen(teams_message);
+    /* Trailing newline and the closing brace: drop whitespace off the end first. */
+    size_t full = len;
+    while (full > 0 && (teams_message[full - 1] == '\n' || teams_message[full - 1] == ' '))
+        full--;
+    for (size_t n = 0; n < full; n++) {
+        char *copy = malloc(n ? n : 1); /* exact size: ASan catches any read past n */
+        assert_non_null(copy);
+        memcpy(copy, teams_message, n);
+        bg_activity act;
+        char err[128];
+        int rc = bg_activity_parse(&act, copy, n, err, sizeof(err));
+        if (rc != BG_EJSON)
+            fail_msg("prefix of %zu bytes: rc %d, err %s", n, rc, err);
+        free(copy);
+    }
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_teams_message),
+        cmocka_unit_test(test_every_field),
+        cmocka_unit_test(test_minimal_and_empty_values),
+        cmocka_unit_test(test_null_fields),
+        cmocka_unit_test(test_type_required),
+        cmocka_unit_test(test_wrong_types),
+        cmocka_unit_test(test_wrong_type_not_masked),
+        cmocka_unit_test(test_tenant_fallbacks),
+        cmocka_unit_test(test_nested_conversation),
+        cmocka_unit_test(test_non_object_bodies),
+        cmocka_unit_test(test_invalid_json),
+        cmocka_unit_test(test_trailing_garbage),
+        cmocka_unit_test(test_embedded_nul),
+        cmocka_unit_test(test_duplicate_keys_last_wins),
+        cmocka_unit_test(test_big_numbers),
+        cmocka_unit_test(test_huge_depth),
+        cmocka_unit_test(test_error_messages),
+        cmocka_unit_test(test_truncated_everywhere),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -70,6 +70,24 @@ check_readable(const char *key, const char *path, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * Keys that are read and checked already but whose module is not built yet. Ignoring a
+ * source allowlist or a Sentinel set-up would fail open or against the wrong Redis, so
+ * such a configuration is refused rather than half-obeyed.
+ */
+static int
+check_not_yet_built(const bg_config *cfg, char *err, size_t errlen)
+{
+    const char *key = cfg->redis.sentinels.n > 0          ? "redis.sentinels (issue #7)"
+                      : cfg->policy.allow_cidrs.n > 0     ? "policy.allow_cidrs (issue #9)"
+                      : cfg->policy.trusted_proxies.n > 0 ? "policy.trusted_proxies (issue #9)"
+                                                          : NULL;
+    if (key == NULL)
+        return 0;
+    snprintf(err, errlen, "%s: not supported by this build yet; leave it empty", key);
+    return -1;
+}
+
 static int
 serve(int argc, char **argv)
 {
@@ -98,6 +116,10 @@ serve(int argc, char **argv)
     }
     if (bg_config_load(&cfg, yaml, yaml_len, file != NULL ? file : "(defaults)", environ, err,
                        sizeof(err)) != 0) {
+        fprintf(stderr, "botgate: configuration: %s\n", err);
+        goto out;
+    }
+    if (check_not_yet_built(&cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "botgate: configuration: %s\n", err);
         goto out;
     }

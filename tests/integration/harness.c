@@ -119,7 +119,10 @@ bgt_env_finish(bgt_env *env, bool failed)
 char *
 bgt_path(char *out, size_t cap, const char *dir, const char *name)
 {
-    snprintf(out, cap, "%s/%s", dir, name);
+    if ((size_t)snprintf(out, cap, "%s/%s", dir, name) >= cap) {
+        fprintf(stderr, "harness: path too long: %s/%s\n", dir, name);
+        abort();
+    }
     return out;
 }
 
@@ -381,6 +384,7 @@ bgt_tls_make_cert(const char *dir, char *cert_out, char *key_out)
     if ((f = fopen(cert_out, "w")) == NULL || !PEM_write_X509(f, cert))
         goto out;
     fclose(f);
+    f = NULL;
     int fd = open(key_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || (f = fdopen(fd, "w")) == NULL)
         goto out;
@@ -431,11 +435,16 @@ redis_pings(const char *sock)
 static int
 redis_launch(bgt_redis *r)
 {
-    char *argv[32];
+    char *argv[40];
+    char port[16], primary[16];
     int n = 0;
+    snprintf(port, sizeof(port), "%d", r->opts.port);
+    snprintf(primary, sizeof(primary), "%d", r->opts.replicaof_port);
     argv[n++] = "redis-server";
     argv[n++] = "--port";
-    argv[n++] = "0";
+    argv[n++] = port;
+    argv[n++] = "--bind";
+    argv[n++] = "127.0.0.1";
     argv[n++] = "--unixsocket";
     argv[n++] = r->sock;
     argv[n++] = "--unixsocketperm";
@@ -455,6 +464,11 @@ redis_launch(bgt_redis *r)
     if (r->opts.debug_command) {
         argv[n++] = "--enable-debug-command";
         argv[n++] = "local";
+    }
+    if (r->opts.replicaof_port != 0) {
+        argv[n++] = "--replicaof";
+        argv[n++] = "127.0.0.1";
+        argv[n++] = primary;
     }
     argv[n] = NULL;
 

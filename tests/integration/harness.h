@@ -97,6 +97,8 @@ int bgt_tls_make_cert(const char *dir, char *cert_out, char *key_out);
 typedef struct bgt_redis_opts {
     bool aof;           /* --appendonly yes --appendfsync always (default: appendonly no) */
     bool debug_command; /* --enable-debug-command local, for DEBUG SLEEP */
+    int port;           /* also listen on 127.0.0.1:port (0: unix socket only) */
+    int replicaof_port; /* --replicaof 127.0.0.1 port (0: a master) */
 } bgt_redis_opts;
 
 typedef struct bgt_redis {

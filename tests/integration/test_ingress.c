@@ -48,6 +48,7 @@ static char https_base[64], http_base[64];
 
 /* A test's own pair (second group): stopped by local_teardown whatever happened. */
 static bgt_redis local_redis;
+static bgt_redis local_replica;
 static bgt_botgate local_gate;
 
 static const char *const good_headers[] = {"Content-Type: application/json",
@@ -653,6 +654,7 @@ local_teardown(void **state)
     (void)state;
     bgt_botgate_kill(&local_gate);
     bgt_redis_stop(&local_redis);
+    bgt_redis_stop(&local_replica);
     return 0;
 }
 
@@ -786,6 +788,66 @@ test_no_durability_warning_with_aof(void **state)
         fail_msg("durability warning although Redis runs with appendfsync always");
     }
     assert_int_equal(stopped, 0);
+}
+
+/* Polls the master's INFO until `replicas` replicas are online. */
+static bool
+wait_replicas(bgt_redis *master, int replicas, int timeout_ms)
+{
+    char want[32];
+    snprintf(want, sizeof(want), "connected_slaves:%d", replicas);
+    int64_t deadline = bgt_mono_ms() + timeout_ms;
+    do {
+        redisReply *rep = bgt_redis_cmd(master, "INFO replication");
+        bool ok = rep != NULL && rep->type == REDIS_REPLY_STRING && strstr(rep->str, want) != NULL;
+        if (rep != NULL)
+            freeReplyObject(rep);
+        if (ok)
+            return true;
+        bgt_sleep_ms(50);
+    } while (bgt_mono_ms() < deadline);
+    return false;
+}
+
+/*
+ * redis.min_replicas_ack 1: a 202 only once WAIT saw a replica take the write, so the
+ * replica holds the entry when the client hears 202; with the replica gone, 503
+ * replica_ack_missing instead of an acknowledgement that one lost host would undo.
+ */
+static void
+test_replica_ack(void **state)
+{
+    (void)state;
+    bgt_redis_opts master_opts = {.port = bgt_free_port()};
+    assert_int_equal(bgt_redis_start(&local_redis, env.dir, "primary", &master_opts), 0);
+    bgt_redis_opts replica_opts = {.replicaof_port = master_opts.port};
+    assert_int_equal(bgt_redis_start(&local_replica, env.dir, "replica", &replica_opts), 0);
+    if (!wait_replicas(&local_redis, 1, 10000))
+        fail_msg("the replica did not attach within 10 s");
+
+    char base[64], id[64], conv[64];
+    bgt_botgate_conf c = {.redis_url = local_redis.url,
+                          .redis_timeout_ms = 2000,
+                          .redis_extra = "  min_replicas_ack: 1\n"};
+    start_local_gate("replica", &c, base, sizeof(base));
+    fresh_id(id, sizeof(id), "1:replica-");
+    fresh_id(conv, sizeof(conv), "a:replica-");
+    char *body = bgt_teams_message(id, conv, SERVICE_URL, 1024);
+    post_until_accepted(base, body, 10000);
+    free(body);
+    /* acknowledged means the replica already has it: no polling here */
+    assert_int_equal(count_activity(&local_replica, id), 1);
+
+    assert_int_equal(bgt_redis_stop(&local_replica), 0);
+    assert_true(wait_replicas(&local_redis, 0, 10000));
+    fresh_id(id, sizeof(id), "1:alone-");
+    body = bgt_teams_message(id, conv, SERVICE_URL, 1024);
+    bgt_http_resp resp;
+    post(base, BGT_HTTP_1_1, good_headers, body, strlen(body), &resp);
+    free(body);
+    expect_error(&resp, 503, "replica_ack_missing");
+    bgt_http_resp_free(&resp);
+    assert_int_equal(bgt_botgate_stop(&local_gate), 0);
 }
 
 /* The first unix socket under dir (recursively) into out; false if there is none. */
@@ -933,6 +995,24 @@ test_config_unknown_key(void **state)
                           "redis.bogus_key");
 }
 
+/* A key whose module is not built yet, set away from its default, is refused rather than
+ * ignored: an allowlist botgate does not apply would fail open. */
+static void
+test_config_not_yet_built(void **state)
+{
+    (void)state;
+    expect_config_refused(
+        "sentinels",
+        config_with(NULL, NULL, "  sentinels: [127.0.0.1:26379]\n  master_name: m\n", NULL),
+        "redis.sentinels");
+    char *yaml = config_with(NULL, NULL, NULL, NULL);
+    size_t n = strlen(yaml) + 64;
+    char *more = malloc(n);
+    snprintf(more, n, "%spolicy:\n  allow_cidrs: [10.0.0.0/8]\n", yaml);
+    free(yaml);
+    expect_config_refused("allow-cidrs", more, "policy.allow_cidrs");
+}
+
 static void
 test_config_out_of_range(void **state)
 {
@@ -993,8 +1073,10 @@ main(void)
         cmocka_unit_test_teardown(test_redis_stall, local_teardown),
         cmocka_unit_test_teardown(test_no_durability_warning_with_aof, local_teardown),
         cmocka_unit_test_teardown(test_private_redis, local_teardown),
+        cmocka_unit_test_teardown(test_replica_ack, local_teardown),
         cmocka_unit_test(test_config_unknown_key),
         cmocka_unit_test(test_config_out_of_range),
+        cmocka_unit_test(test_config_not_yet_built),
         cmocka_unit_test(test_config_missing_cert),
         cmocka_unit_test(test_config_file_missing),
     };

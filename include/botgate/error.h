@@ -31,7 +31,26 @@ typedef enum bg_err {
     BG_EAUTH_MISSING = -26,   /* 401 no Authorization: Bearer header */
     BG_EAUTH_MALFORMED = -27, /* 401 Authorization header is not "Bearer <token>" */
     BG_EHTTP = -28,           /* 400 the HTTP request itself is malformed (h2o refused it) */
+    BG_EFORBIDDEN = -29,       /* 403 source_not_allowed: client outside policy.allow_cidrs */
+    /* authentication: 401, one code per rule (policy/auth.c) */
+    BG_EAUTH_TOO_LARGE = -60,    /* token_too_large: over 8 KiB, not parsed */
+    BG_EAUTH_ALG = -61,          /* bad_algorithm: alg not RS256/RS384/RS512 */
+    BG_EAUTH_NO_KID = -62,       /* missing_kid */
+    BG_EAUTH_UNKNOWN_KID = -63,  /* unknown_kid: after the refresh rule */
+    BG_EAUTH_BAD_KEY = -64,      /* bad_key: the JWK lacks n/e or is not RSA */
+    BG_EAUTH_SIGNATURE = -65,    /* bad_signature */
+    BG_EAUTH_ISSUER = -66,       /* bad_issuer */
+    BG_EAUTH_AUDIENCE = -67,     /* bad_audience */
+    BG_EAUTH_NO_EXP = -68,       /* missing_expiry */
+    BG_EAUTH_EXPIRED = -69,      /* token_expired */
+    BG_EAUTH_NOT_YET = -70,      /* token_not_yet_valid: nbf in the future past the skew */
+    BG_EAUTH_SERVICEURL = -71,   /* serviceurl_mismatch (claim missing or different) */
+    BG_EAUTH_ENDORSEMENT = -72,  /* channel_not_endorsed */
+    BG_EAUTH_EMULATOR = -73,     /* emulator_not_allowed */
+    BG_EAUTH_APPID = -74,        /* bad_app_id: emulator token's appid/azp is not ours */
+    BG_EAUTH_SKILL = -75,        /* skill_token_refused */
     /* upstream: 503 */
+    BG_EKEYS = -45, /* 503 keys_unavailable: no signing keys could be had at all */
     BG_EREDIS_DOWN = -40,    /* 503 not connected to Redis */
     BG_EREDIS_TIMEOUT = -41, /* 503 Redis did not answer within redis.timeout_ms */
     BG_EREDIS_ERROR = -42,   /* 503 Redis answered with an error */

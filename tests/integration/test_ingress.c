@@ -395,13 +395,13 @@ test_auth_header_refused(void **state)
     (void)state;
     char *body = bgt_teams_message("1:auth", "a:auth", SERVICE_URL, 1024);
     const char *missing[] = {"Content-Type: application/json", NULL};
-    expect_refused(missing, body, strlen(body), 401, "auth_missing");
+    expect_refused(missing, body, strlen(body), 401, "missing_token");
     static const char *const malformed[] = {"Authorization: Basic x", "Authorization: Bearer ",
                                             "Authorization: Bearer  two-spaces"};
     for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
         fprintf(stderr, "case: %s\n", malformed[i]);
         const char *headers[] = {"Content-Type: application/json", malformed[i], NULL};
-        expect_refused(headers, body, strlen(body), 401, "auth_malformed");
+        expect_refused(headers, body, strlen(body), 401, "malformed_token");
     }
     free(body);
 }

@@ -34,7 +34,7 @@ format:
 format-check:
 	@clang-format --dry-run --Werror $(SOURCES) && echo "format: clean"
 
-bench: deps
+bench: build
 	bash scripts/deps.sh bench
 	bash tests/bench/run.sh
 

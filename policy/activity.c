@@ -5,9 +5,15 @@
  * (the Bot Framework SDK) parses the same bytes with JSON.parse or Json.NET, so wherever
  * jansson could be stricter or looser than those, we pick the behaviour that agrees:
  *
- *   - Duplicate keys: JSON.parse keeps the LAST one. jansson without JSON_REJECT_DUPLICATES
- *     replaces the earlier value as it parses (json_object_set semantics), so the last one
- *     wins here too. Rejecting duplicates would refuse activities the bot accepts.
+ *   - Duplicate keys are refused (BG_EJSON, "duplicate key ..."), in every object of the
+ *     body, with jansson's JSON_REJECT_DUPLICATES. Parsers disagree on them: JSON.parse and
+ *     Json.NET's JObject keep the last, others keep the first or fail. A body that says
+ *     serviceUrl, channelId, conversation.id, id or type twice could be read one way by the
+ *     authentication check and another by the bot (or by a proxy between them), so the only
+ *     safe reading is none. Keys are compared after decoding escapes ("\u0061" == "a"). The
+ *     Connector never sends a duplicate key, so nothing genuine is lost; we refuse them
+ *     anywhere, not only in the fields we read, because which fields the bot reads is not
+ *     ours to know.
  *   - NUL in strings: JSON.parse accepts "\u0000". jansson refuses it in ANY string unless
  *     JSON_ALLOW_NUL is set, so we set it: a NUL in the message text is the bot's business.
  *     Only in the fields we copy out is a NUL an error (BG_EACTIVITY), since C strings would
@@ -17,8 +23,11 @@
  *   - Big integers: JSON.parse turns 123456789012345678901234567890 into a double; jansson
  *     fails with "too big integer" unless JSON_DECODE_INT_AS_REAL is set, so we set it (we
  *     read no numbers). A real beyond DBL_MAX (1e400) is still refused; JSON.parse makes it
- *     Infinity. Invalid UTF-8 and lone surrogates ("\ud800") are refused by jansson and
- *     accepted by JSON.parse. None of these occur in what the Connector sends.
+ *     Infinity. Invalid UTF-8 and lone surrogates ("\ud800") are refused by jansson
+ *     (BG_EJSON), and we keep it so: Node decodes invalid UTF-8 to U+FFFD before JSON.parse
+ *     sees it, so different bytes would reach the bot as the same string, and our byte
+ *     comparison of serviceUrl with the token's claim would no longer be the bot's. None of
+ *     these occur in what the Connector sends.
  *   - Trailing bytes: JSON_DISABLE_EOF_CHECK is NOT set, so "{...} x" fails (BG_EJSON);
  *     trailing whitespace is fine, as for JSON.parse.
  *   - Depth: jansson's parser stops at JSON_PARSER_MAX_DEPTH (2048) nested arrays/objects
@@ -38,7 +47,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ACTIVITY_JSON_FLAGS (JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL)
+#define ACTIVITY_JSON_FLAGS                                                                        \
+    (JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL | JSON_REJECT_DUPLICATES)
 
 /* jansson's own text is at most JSON_ERROR_TEXT_LENGTH (160) bytes and quotes at most 20
  * bytes of the body ("near '...'"); we keep at most this much of it in our message. */
@@ -247,6 +257,9 @@ bg_activity_parse(bg_activity *act, const char *body, size_t len, char *err, siz
             return fail(BG_ENOMEM, err, errlen, "out of memory parsing the body");
         char text[ACTIVITY_JANSSON_TEXT_MAX + 1];
         sanitize_jansson_text(text, sizeof(text), jerr.text);
+        if (json_error_code(&jerr) == json_error_duplicate_key)
+            return fail(BG_EJSON, err, errlen, "duplicate key at line %d column %d: %s", jerr.line,
+                        jerr.column, text);
         return fail(BG_EJSON, err, errlen, "invalid JSON at line %d column %d: %s", jerr.line,
                     jerr.column, text);
     }

@@ -63,6 +63,7 @@ struct key {
 
 static const char *check_nonempty(const char *v);
 static const char *check_http_url(const char *v);
+static const char *check_https_url(const char *v);
 static const char *check_redis_url(const char *v);
 static const char *check_bind_addr(const char *v);
 static const char *check_sentinel(const char *v);
@@ -105,13 +106,19 @@ static const struct key keys[] = {
     ROW_ENUM("auth.app_type", auth.app_type, "MultiTenant", app_types, F_EMPTY_IS_DEFAULT),
     ROW_STR("auth.tenant_id", auth.tenant_id, "", NULL, 0),
     ROW_STR("auth.openid_metadata_url", auth.openid_metadata_url,
-            "https://login.botframework.com/v1/.well-known/openidconfiguration", check_http_url, 0),
+            "https://login.botframework.com/v1/.well-known/openidconfiguration", check_https_url,
+            0),
+    ROW_STR("auth.emulator_openid_metadata_url", auth.emulator_openid_metadata_url,
+            "https://login.microsoftonline.com/botframework.com/v2.0/.well-known/"
+            "openid-configuration",
+            check_https_url, 0),
     ROW_STR("auth.issuer", auth.issuer, "https://api.botframework.com", check_nonempty, 0),
     ROW_INT("auth.clock_skew_s", auth.clock_skew_s, 0, 3600, 300),
     ROW_BOOL("auth.allow_emulator", auth.allow_emulator, false),
     ROW_BOOL("auth.require_endorsements", auth.require_endorsements, true),
     ROW_STR("auth.ca_file", auth.ca_file, "", NULL, 0),
     ROW_INT("auth.jwks_refresh_s", auth.jwks_refresh_s, 60, 604800, 86400),
+    ROW_INT("auth.token_cache_entries", auth.token_cache_entries, 0, 10000000, 100000),
     ROW_STR("redis.url", redis.url, "", check_redis_url, F_SECRET),
     ROW_STR("redis.stream", redis.stream, "botgate:activities", check_nonempty, 0),
     ROW_INT64("redis.maxlen", redis.maxlen, 1, 10000000000LL, 1000000),
@@ -575,6 +582,16 @@ check_http_url(const char *v)
         rest = v + 7;
     if (rest == NULL || has_blank(v) || authority_len(rest) == 0)
         return "must be an http:// or https:// URL with a host";
+    return NULL;
+}
+
+/* The signing keys' documents: HTTPS only, since whoever serves them decides which tokens
+ * are genuine. */
+static const char *
+check_https_url(const char *v)
+{
+    if (strncasecmp(v, "https://", 8) != 0 || has_blank(v) || authority_len(v + 8) == 0)
+        return "must be an https:// URL with a host";
     return NULL;
 }
 

@@ -1,18 +1,21 @@
 /*
- * POST /api/messages: check the request, store the activity, then acknowledge.
+ * POST /api/messages: check the request, authenticate it, store it, then acknowledge.
  *
  * The checks run cheapest first and stop at the first failure:
  *
- *   method/path ─▶ size (413) ─▶ Content-Type (415) ─▶ Authorization (401)
- *     ─▶ JSON activity (400) ─▶ [JWT check: issue #3] ─▶ queue put ─▶ 202 | 503
+ *   method/path ─▶ source (403) ─▶ size (413) ─▶ Content-Type (415)
+ *     ─▶ Authorization header (401) ─▶ JSON activity (400)
+ *     ─▶ token: cache hit, or signature + claims (401; 503 without any key)
+ *     ─▶ serviceUrl / channelId / expiry against this request (401)
+ *     ─▶ queue put ─▶ 202 | 503
  *
- * The answer to a queued activity is sent from the queue's callback, after Redis
- * replied. The client may be gone by then (it disconnected, or reset its HTTP/2
- * stream), and h2o frees the request with its connection. So the request and the
- * pending put meet in a small reference-counted struct (st_ingress_op): one reference
- * belongs to the request (dropped by a dispose callback on req->pool), one to the put
- * (dropped in its callback). Whichever side ends last frees it; the callback answers
- * only while op->req is still set.
+ * Two steps may wait: for the signing keys (at start, or a refresh after a token named an
+ * unknown kid) and for Redis. The client may be gone by then (it disconnected, or reset
+ * its HTTP/2 stream), and h2o frees the request with its connection. So the request and
+ * the pending work meet in a reference-counted struct (st_ingress_op): one reference
+ * belongs to the request (dropped by a dispose callback on req->pool), one to each wait
+ * in progress (dropped in its callback). Whichever ends last frees it; a callback
+ * answers only while op->req is still set.
  */
 #include "botgate/activity.h"
 #include "botgate/entry.h"
@@ -34,6 +37,12 @@ struct st_ingress_op {
     h2o_req_t *req; /* NULL once h2o disposed the request */
     bg_server *server;
     int refs;
+    bg_activity act;
+    const char *token; /* in req's headers: valid while req is; NULL = none sent */
+    size_t token_len;
+    int waited_for_keys; /* each kind of wait happens at most once per request */
+    int64_t token_exp;
+    char request_id[65];
 };
 
 struct st_ingress_req_ref {
@@ -43,8 +52,10 @@ struct st_ingress_req_ref {
 static void
 op_release(struct st_ingress_op *op)
 {
-    if (--op->refs == 0)
+    if (--op->refs == 0) {
+        bg_activity_clear(&op->act);
         free(op);
+    }
 }
 
 static void
@@ -112,7 +123,8 @@ slice_of(const char *s)
 }
 
 static void
-fill_entry(bg_entry *e, h2o_req_t *req, const bg_activity *act, const char *request_id)
+fill_entry(bg_entry *e, h2o_req_t *req, const bg_activity *act, const char *request_id,
+           int64_t token_exp)
 {
     memset(e, 0, sizeof(*e));
     e->version = BG_ENTRY_VERSION;
@@ -124,6 +136,7 @@ fill_entry(bg_entry *e, h2o_req_t *req, const bg_activity *act, const char *requ
     e->channel_id = slice_of(act->channel_id);
     e->conversation_id = slice_of(act->conversation_id);
     e->service_url = slice_of(act->service_url);
+    e->token_exp = token_exp;
     for (size_t i = 0; i < req->headers.size && e->n_headers < BG_ENTRY_MAX_HEADERS; i++) {
         const h2o_header_t *h = req->headers.entries + i;
         if (is_forwarded_header(h->name)) {
@@ -159,6 +172,170 @@ refuse(h2o_req_t *req, int err, const char *detail)
     return 0;
 }
 
+/* Stores the authenticated activity; the answer comes from on_stored. */
+static void
+enqueue(struct st_ingress_op *op)
+{
+    h2o_req_t *req = op->req;
+    bg_entry entry;
+    fill_entry(&entry, req, &op->act, op->request_id, op->token_exp);
+    char *buf = NULL;
+    size_t buflen = 0;
+    int rc = bg_entry_encode(&entry, &buf, &buflen);
+    if (rc != 0) {
+        refuse(req, rc, NULL);
+        return;
+    }
+    bg_queue_item item = {buf, buflen, op->act.conversation_id, op->act.id};
+    op->refs++;
+    op->server->inflight++;
+    rc = bg_queue_put(op->server->queue, &item, on_stored, op);
+    free(buf);
+    if (rc != 0) {
+        op->server->inflight--;
+        op->refs--; /* the put's reference: its callback will not run */
+        log_unavailable(rc);
+        refuse(req, rc, NULL);
+    }
+}
+
+static int
+is_blank(const char *s)
+{
+    if (s == NULL)
+        return 1;
+    for (; *s != '\0'; s++)
+        if (*s != ' ' && *s != '\t' && *s != '\r' && *s != '\n')
+            return 0;
+    return 1;
+}
+
+static void authenticate(struct st_ingress_op *op);
+
+static void
+on_keys(void *data)
+{
+    struct st_ingress_op *op = data;
+    if (op->req != NULL && !op->server->shutting_down)
+        authenticate(op);
+    else if (op->req != NULL)
+        refuse(op->req, BG_ESHUTDOWN, NULL);
+    op_release(op);
+}
+
+/* Waits for the keys when that can help; 1 when the request is now waiting. */
+static int
+wait_for_keys(struct st_ingress_op *op, int unknown_kid)
+{
+    if (op->waited_for_keys)
+        return 0;
+    op->waited_for_keys = 1;
+    if (!bg_keys_wait(op->server->keys, unknown_kid, on_keys, op))
+        return 0;
+    op->refs++;
+    return 1;
+}
+
+/*
+ * The Bot Framework's rules (policy/auth.c) with the verified-token cache in front: a
+ * token seen before skips the signature and the claims that depend on the token alone,
+ * never the checks against this request (expiry, serviceUrl, endorsement, key still
+ * held).
+ */
+static void
+authenticate(struct st_ingress_op *op)
+{
+    bg_server *server = op->server;
+    h2o_req_t *req = op->req;
+    char why[200];
+    if (!server->auth_on) {
+        /* The SDK with no app id: a request without a token is let through as anonymous;
+         * one with a token is checked, and no token can name an empty audience. */
+        if (op->token != NULL) {
+            refuse(req, BG_EAUTH_AUDIENCE,
+                   "authentication is off (no auth.app_id): send no Authorization header");
+            return;
+        }
+        enqueue(op);
+        return;
+    }
+    if (op->token == NULL) {
+        refuse(req, BG_EAUTH_MISSING, NULL);
+        return;
+    }
+    /* Deviation from the SDKs, which skip the serviceUrl check when the activity has
+     * none: a captured token could then carry any body. */
+    if (is_blank(op->act.service_url) || is_blank(op->act.channel_id)) {
+        refuse(req, BG_EACTIVITY,
+               is_blank(op->act.service_url) ? "serviceUrl must be a non-blank string"
+                                             : "channelId must be a non-blank string");
+        return;
+    }
+    const bg_keyset *channel = bg_keys_channel(server->keys);
+    const bg_keyset *emulator = bg_keys_emulator(server->keys);
+    int64_t now = (int64_t)time(NULL);
+    const bg_auth_claims *cached =
+        server->token_cache != NULL
+            ? bg_token_cache_get(server->token_cache, op->token, op->token_len, now,
+                                 server->auth.clock_skew_s)
+            : NULL;
+    bg_auth_claims fresh = {0};
+    int rc;
+    if (cached == NULL) {
+        if (channel == NULL) {
+            if (!wait_for_keys(op, 0))
+                refuse(req, BG_EKEYS, NULL);
+            return;
+        }
+        rc = bg_auth_verify_token(&server->auth, channel, emulator, op->token, op->token_len,
+                                  &fresh, why, sizeof(why));
+        if (rc == BG_EAUTH_UNKNOWN_KID && wait_for_keys(op, 1))
+            return;
+        if (rc != 0) {
+            bg_log_debug("auth", "%s: %s", bg_error_code(rc), why);
+            refuse(req, rc, why);
+            return;
+        }
+        if (server->token_cache != NULL)
+            bg_token_cache_put(server->token_cache, op->token, op->token_len, &fresh);
+        cached = &fresh;
+    }
+    rc = bg_auth_check_request(&server->auth, channel, emulator, cached, op->act.service_url,
+                               op->act.channel_id, now, why, sizeof(why));
+    op->token_exp = cached->exp;
+    bg_auth_claims_clear(&fresh);
+    if (rc != 0) {
+        bg_log_debug("auth", "%s: %s", bg_error_code(rc), why);
+        refuse(req, rc, why);
+        return;
+    }
+    enqueue(op);
+}
+
+/* policy.allow_cidrs, with the client taken from X-Forwarded-For behind a trusted proxy. */
+static int
+source_allowed(bg_server *server, h2o_req_t *req)
+{
+    if (server->allow_cidrs.n == 0)
+        return 1;
+    struct sockaddr_storage ss;
+    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    if (len == 0)
+        return 0;
+    const char *xff = NULL;
+    size_t xff_len = 0;
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_X_FORWARDED_FOR, -1);
+    if (i >= 0) {
+        xff = req->headers.entries[i].value.base;
+        xff_len = req->headers.entries[i].value.len;
+    }
+    struct sockaddr_in6 client;
+    if (bg_cidr_client_address(&server->trusted_proxies, (struct sockaddr *)&ss, xff, xff_len,
+                               &client) != 0)
+        return 0;
+    return bg_cidr_list_match(&server->allow_cidrs, (struct sockaddr *)&client);
+}
+
 static int
 on_req(h2o_handler_t *self, h2o_req_t *req)
 {
@@ -176,6 +353,8 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     set_request_id(server, req, request_id);
     if (server->shutting_down)
         return refuse(req, BG_ESHUTDOWN, NULL);
+    if (!source_allowed(server, req))
+        return refuse(req, BG_EFORBIDDEN, NULL);
     /* h2o refuses a larger announced body itself (max_request_entity_size); this also
      * covers any path by which a longer one could arrive. */
     if (req->entity.len > (size_t)cfg->policy.body_max_bytes)
@@ -184,55 +363,39 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     if (ct < 0 || !bg_request_is_json(req->headers.entries[ct].value.base,
                                       req->headers.entries[ct].value.len))
         return refuse(req, BG_EMEDIA_TYPE, NULL);
+    const char *token = NULL;
+    size_t token_len = 0;
     ssize_t az = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
-    if (az < 0)
-        return refuse(req, BG_EAUTH_MISSING, NULL);
-    const char *token;
-    size_t token_len;
-    if (bg_request_bearer(req->headers.entries[az].value.base, req->headers.entries[az].value.len,
-                          &token, &token_len) != 0)
+    if (az < 0) {
+        if (server->auth_on)
+            return refuse(req, BG_EAUTH_MISSING, NULL);
+    } else if (bg_request_bearer(req->headers.entries[az].value.base,
+                                 req->headers.entries[az].value.len, &token, &token_len) != 0) {
         return refuse(req, BG_EAUTH_MALFORMED, NULL);
-
-    bg_activity act;
-    char why[160];
-    int rc = bg_activity_parse(&act, req->entity.base, req->entity.len, why, sizeof(why));
-    if (rc != 0)
-        return refuse(req, rc, why);
-
-    /* Authentication (issue #3) goes here: verify `token` against the Connector's keys,
-     * the app id, and this activity's serviceUrl and channelId, before anything is
-     * stored. Until then any Bearer token is accepted and kept in the entry. */
-
-    bg_entry entry;
-    fill_entry(&entry, req, &act, request_id);
-    char *buf = NULL;
-    size_t buflen = 0;
-    rc = bg_entry_encode(&entry, &buf, &buflen);
-    if (rc != 0) {
-        bg_activity_clear(&act);
-        return refuse(req, rc, NULL);
+    } else if (token_len > BG_AUTH_MAX_TOKEN) {
+        return refuse(req, BG_EAUTH_TOO_LARGE, NULL);
     }
-    struct st_ingress_op *op = malloc(sizeof(*op));
+
+    struct st_ingress_op *op = calloc(1, sizeof(*op));
     struct st_ingress_req_ref *ref =
         op != NULL ? h2o_mem_alloc_shared(&req->pool, sizeof(*ref), on_req_dispose) : NULL;
     if (ref == NULL) {
         free(op);
-        free(buf);
-        bg_activity_clear(&act);
         return refuse(req, BG_ENOMEM, NULL);
     }
-    *op = (struct st_ingress_op){req, server, 2};
+    op->req = req;
+    op->server = server;
+    op->refs = 1; /* the request's */
+    op->token = token;
+    op->token_len = token_len;
+    memcpy(op->request_id, request_id, sizeof(request_id));
     ref->op = op;
-    bg_queue_item item = {buf, buflen, act.conversation_id, act.id};
-    rc = bg_queue_put(server->queue, &item, on_stored, op);
-    free(buf);
-    bg_activity_clear(&act);
-    if (rc != 0) {
-        op_release(op); /* the put's reference: its callback will not run */
-        log_unavailable(rc);
-        return refuse(req, rc, NULL);
-    }
-    server->inflight++;
+
+    char why[160];
+    int rc = bg_activity_parse(&op->act, req->entity.base, req->entity.len, why, sizeof(why));
+    if (rc != 0)
+        return refuse(req, rc, why);
+    authenticate(op);
     return 0;
 }
 

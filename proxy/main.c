@@ -14,6 +14,7 @@
 #include "botgate/private_redis.h"
 #include "botgate/server.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,11 +145,8 @@ serve(int argc, char **argv)
     }
 
     if (cfg.auth.app_id[0] == '\0')
-        bg_log_warn("auth", "auth.app_id (MicrosoftAppId) is empty: authentication is OFF, any "
-                            "Bearer token is accepted. Development only.");
-    else
-        bg_log_warn("auth", "the JWT check is not built yet (issue #3): any Bearer token is "
-                            "accepted");
+        bg_log_warn("auth", "auth.app_id (MicrosoftAppId) is empty: authentication is OFF, every "
+                            "request without a token is accepted. Development only.");
 
     bg_private_redis private_redis = {0};
     if (cfg.redis.url[0] == '\0') {
@@ -176,8 +174,12 @@ main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (strcmp(argv[1], "serve") == 0)
-        return serve(argc - 2, argv + 2);
+    if (strcmp(argv[1], "serve") == 0) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        int status = serve(argc - 2, argv + 2);
+        curl_global_cleanup();
+        return status;
+    }
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("botgate %s\n", BOTGATE_VERSION);
         return 0;

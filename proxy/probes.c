@@ -3,8 +3,9 @@
  *
  * /healthz answers while the process runs its loop: a kubelet liveness probe restarts
  * a hung botgate, not one whose Redis is away. /readyz answers 200 only while Redis is
- * connected, so that a pod whose queue is down is taken out of the Service instead of
- * answering 503 to the Connector.
+ * connected and, with authentication on, the signing keys are held, so that a pod that
+ * can only answer 503 is taken out of the Service. With authentication off its body
+ * says so.
  */
 #include "botgate/error.h"
 #include "botgate/server.h"
@@ -49,8 +50,14 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
         bg_respond_error(req, BG_ESHUTDOWN, NULL);
     } else if (!bg_redis_is_ready(h->server->redis)) {
         bg_respond_error(req, BG_EREDIS_DOWN, NULL);
+    } else if (h->server->keys != NULL && !bg_keys_ready(h->server->keys)) {
+        bg_respond_error(req, BG_EKEYS, NULL);
+    } else if (!h->server->auth_on) {
+        bg_respond_json(req, 200, NULL,
+                        "{\"status\":\"ready\",\"authentication\":\"off\",\"warning\":"
+                        "\"auth.app_id is empty: every request without a token is accepted\"}");
     } else {
-        bg_respond_json(req, 200, NULL, "{\"status\":\"ready\"}");
+        bg_respond_json(req, 200, NULL, "{\"status\":\"ready\",\"authentication\":\"on\"}");
     }
     return 0;
 }

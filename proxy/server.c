@@ -167,6 +167,50 @@ has_connections(bg_server *s)
     return open_connections(s) > 0;
 }
 
+/* A key set changed: tokens signed by a key that is gone must not stay verified. */
+static void
+on_keys_changed(bg_keys *keys, void *data)
+{
+    bg_server *s = data;
+    if (s->token_cache != NULL)
+        bg_token_cache_prune_keys(s->token_cache, bg_keys_channel(keys), bg_keys_emulator(keys));
+}
+
+/* Authentication and source allowlists; 0, or 2 for a configuration that cannot work. */
+static int
+setup_auth(bg_server *s, const bg_config *cfg, char *err, size_t errlen)
+{
+    char why[200];
+    if (bg_cidr_list_parse(&s->allow_cidrs, cfg->policy.allow_cidrs.v, cfg->policy.allow_cidrs.n,
+                           why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "policy.allow_cidrs: %s", why);
+        return 2;
+    }
+    if (bg_cidr_list_parse(&s->trusted_proxies, cfg->policy.trusted_proxies.v,
+                           cfg->policy.trusted_proxies.n, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "policy.trusted_proxies: %s", why);
+        return 2;
+    }
+    s->auth_on = cfg->auth.app_id[0] != '\0';
+    s->auth = (bg_auth_params){.app_id = cfg->auth.app_id,
+                               .issuer = cfg->auth.issuer,
+                               .clock_skew_s = cfg->auth.clock_skew_s,
+                               .require_endorsements = cfg->auth.require_endorsements,
+                               .allow_emulator = cfg->auth.allow_emulator,
+                               .emulator_tenant_id = cfg->auth.tenant_id};
+    if (!s->auth_on)
+        return 0;
+    if ((s->http = bg_http_new(s->loop, cfg->auth.ca_file, err, errlen)) == NULL)
+        return 2;
+    if ((s->keys = bg_keys_new(s->loop, s->http, cfg)) == NULL)
+        return 1;
+    if (cfg->auth.token_cache_entries > 0 &&
+        (s->token_cache = bg_token_cache_new((size_t)cfg->auth.token_cache_entries)) == NULL)
+        return 1;
+    bg_keys_set_change_cb(s->keys, on_keys_changed, s);
+    return 0;
+}
+
 static void
 on_redis_ready(bg_redis *redis, void *data)
 {
@@ -261,6 +305,11 @@ bg_server_run(const bg_config *cfg, const char *cert_file, const char *key_file)
     if (s->queue == NULL)
         goto out;
     bg_redis_set_ready_cb(s->redis, on_redis_ready, s);
+    if ((status = setup_auth(s, cfg, err, sizeof(err))) != 0) {
+        bg_log_error("server", "%s", err[0] != '\0' ? err : "out of memory");
+        goto out;
+    }
+    status = 1;
 
     for (size_t i = 0; i < cfg->n_listen; i++) {
         if (open_listener(s, &cfg->listen[i], err, sizeof(err)) != 0) {
@@ -271,6 +320,8 @@ bg_server_run(const bg_config *cfg, const char *cert_file, const char *key_file)
     }
     install_signals();
     bg_redis_start(s->redis);
+    if (s->keys != NULL)
+        bg_keys_start(s->keys);
     print_try_line(cfg, cert_file);
     bg_log_info("server", "botgate %s ready; redis %s, stream %s", BOTGATE_VERSION,
                 bg_redis_target(s->redis), cfg->redis.stream);
@@ -289,6 +340,14 @@ out:
     for (size_t i = 0; i < s->n_listeners; i++)
         h2o_socket_close(s->listeners[i].sock);
     s->n_listeners = 0;
+    bg_keys_free(s->keys); /* requests waiting for keys get 503 */
+    s->keys = NULL;
+    bg_http_free(s->http);
+    s->http = NULL;
+    bg_token_cache_free(s->token_cache);
+    s->token_cache = NULL;
+    bg_cidr_list_free(&s->allow_cidrs);
+    bg_cidr_list_free(&s->trusted_proxies);
     bg_redis_free(s->redis); /* answers what is still pending: 503 */
     s->redis = NULL;
     bg_queue_free(s->queue);

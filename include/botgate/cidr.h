@@ -24,8 +24,7 @@ typedef struct bg_cidr_list {
  * BG_EINVAL with a reason in err. */
 int bg_cidr_parse(bg_cidr *out, const char *text, char *err, size_t errlen);
 /* Parses n strings into list (malloc'd; free with bg_cidr_list_free). 0 or BG_EINVAL. */
-int bg_cidr_list_parse(bg_cidr_list *list, char *const *texts, size_t n, char *err,
-                       size_t errlen);
+int bg_cidr_list_parse(bg_cidr_list *list, char *const *texts, size_t n, char *err, size_t errlen);
 void bg_cidr_list_free(bg_cidr_list *list);
 
 /* 1 when the address (AF_INET or AF_INET6 sockaddr; v4-mapped v6 matches v4 entries) is

@@ -48,12 +48,14 @@ typedef struct bg_config {
         char *app_type;     /* MultiTenant | SingleTenant | UserAssignedMSI */
         char *tenant_id;
         char *openid_metadata_url;
+        char *emulator_openid_metadata_url;
         char *issuer;
         int clock_skew_s;
         bool allow_emulator;
         bool require_endorsements;
         char *ca_file;
         int jwks_refresh_s;
+        int token_cache_entries; /* verified tokens kept; 0 = no cache */
     } auth;
     struct {
         char *url; /* redis://host:port/db, unix:///path; empty = private redis-server */

@@ -15,7 +15,11 @@
 #include <h2o.h>
 #include <openssl/ssl.h>
 
+#include "botgate/auth.h"
+#include "botgate/cidr.h"
 #include "botgate/config.h"
+#include "botgate/http_client.h"
+#include "botgate/keys.h"
 #include "botgate/queue.h"
 #include "botgate/redis.h"
 
@@ -32,6 +36,13 @@ typedef struct bg_server {
     } listeners[BG_CONFIG_MAX_LISTENERS];
     bg_redis *redis;
     bg_queue *queue;
+    bg_http *http;               /* outbound HTTP (keys) */
+    int auth_on;                 /* auth.app_id set */
+    bg_auth_params auth;         /* the rules' parameters, from cfg */
+    bg_keys *keys;               /* NULL when authentication is off */
+    bg_token_cache *token_cache; /* NULL when off or auth.token_cache_entries is 0 */
+    bg_cidr_list allow_cidrs;    /* empty = any source */
+    bg_cidr_list trusted_proxies;
     size_t inflight;    /* requests waiting on Redis */
     int shutting_down;  /* SIGTERM seen: new requests get 503 */
     uint64_t id_prefix; /* random, per process: request ids are unique across pods */

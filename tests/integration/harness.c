@@ -1170,3 +1170,392 @@ bgt_count_procs_using(const char *comm, const char *path)
     closedir(d);
     return count;
 }
+
+/* ---- the fake Connector ------------------------------------------------------------------------
+ */
+
+#define MAX_CONNECTORS 8
+
+/* The connectors running, by directory; `last` is the one bgt_connector_stats() asks. */
+static struct connector_run {
+    pid_t pid; /* 0: free slot */
+    int port;
+    char dir[BGT_PATH_MAX];
+} connectors[MAX_CONNECTORS];
+static struct connector_run *last_connector;
+
+static struct connector_run *
+connector_find(const char *dir)
+{
+    for (int i = 0; i < MAX_CONNECTORS; i++)
+        if (connectors[i].pid != 0 && strcmp(connectors[i].dir, dir) == 0)
+            return &connectors[i];
+    fprintf(stderr, "harness: no fake connector running in %s\n", dir);
+    return NULL;
+}
+
+static void
+connector_forget(struct connector_run *c)
+{
+    if (last_connector == c)
+        last_connector = NULL;
+    memset(c, 0, sizeof(*c));
+}
+
+char *
+bgt_connector_url(char *out, size_t cap, int port, const char *path)
+{
+    snprintf(out, cap, "https://127.0.0.1:%d%s", port, path);
+    return out;
+}
+
+/* GET or POST url on the connector of dir, trusting its CA; the body (malloc'd) on 200. */
+static char *
+connector_call(const char *dir, int port, const char *method, const char *path)
+{
+    char url[BGT_PATH_MAX], ca[BGT_PATH_MAX];
+    bgt_connector_url(url, sizeof(url), port, path);
+    bgt_path(ca, sizeof(ca), dir, "ca.pem");
+    bgt_http_req req = {.method = method, .url = url, .version = BGT_HTTP_1_1, .ca_file = ca};
+    req.timeout_ms = 5000;
+    bgt_http_resp resp;
+    bgt_http_request(&req, &resp);
+    char *body = NULL;
+    if (resp.curl_code == CURLE_OK && resp.status == 200) {
+        body = resp.body;
+        resp.body = NULL;
+    }
+    bgt_http_resp_free(&resp);
+    return body;
+}
+
+int
+bgt_connector_start(const char *dir, int *port)
+{
+    const char *tools = getenv("BOTGATE_TOOLS_DIR");
+    if (tools == NULL || tools[0] == '\0') {
+        fprintf(stderr, "harness: BOTGATE_TOOLS_DIR is not set (ctest sets it to the tests "
+                        "build directory, where fake_connector is)\n");
+        return -1;
+    }
+    struct connector_run *c = NULL;
+    for (int i = 0; i < MAX_CONNECTORS; i++) {
+        struct connector_run *r = &connectors[i];
+        /* a slot whose process is gone (bgt_env_finish reaped it after a failed test) is free */
+        if (r->pid != 0 && kill(r->pid, 0) != 0)
+            connector_forget(r);
+        if (r->pid != 0 && strcmp(r->dir, dir) == 0) {
+            fprintf(stderr, "harness: a fake connector already runs in %s\n", dir);
+            return -1;
+        }
+        if (r->pid == 0 && c == NULL)
+            c = r;
+    }
+    if (c == NULL) {
+        fprintf(stderr, "harness: more than %d fake connectors\n", MAX_CONNECTORS);
+        return -1;
+    }
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "harness: mkdir %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    char bin[BGT_PATH_MAX], ready[BGT_PATH_MAX], log[BGT_PATH_MAX], portarg[16];
+    snprintf(bin, sizeof(bin), "%s/fake_connector", tools);
+    bgt_path(ready, sizeof(ready), dir, "ready");
+    bgt_path(log, sizeof(log), dir, "fake_connector.log");
+    snprintf(portarg, sizeof(portarg), "%d", *port);
+    unlink(ready);
+
+    char *argv[] = {bin, "serve", "--dir", (char *)dir, "--port", portarg, NULL};
+    pid_t pid = bgt_spawn(argv, log, NULL);
+    if (pid < 0)
+        return -1;
+    int64_t deadline = bgt_mono_ms() + 20000;
+    while (bgt_mono_ms() < deadline) {
+        int status;
+        if (bgt_wait_pid(pid, 0, &status) == 0) {
+            char why[64];
+            fprintf(stderr, "harness: fake_connector in %s exited at start (%s)\n", dir,
+                    bgt_describe_status(status, why, sizeof(why)));
+            bgt_dump_file(log, 16 * 1024);
+            return -1;
+        }
+        char *text = bgt_read_file(ready, NULL);
+        int p = text != NULL ? atoi(text) : 0;
+        free(text);
+        /* /stats, not /v1/keys: it answers even when dir/down exists (a test may start the
+         * connector down), and it is not counted */
+        char *stats = p > 0 ? connector_call(dir, p, "GET", "/stats") : NULL;
+        if (stats != NULL) {
+            free(stats);
+            c->pid = pid;
+            c->port = p;
+            snprintf(c->dir, sizeof(c->dir), "%s", dir);
+            last_connector = c;
+            *port = p;
+            return 0;
+        }
+        bgt_sleep_ms(50);
+    }
+    fprintf(stderr, "harness: fake_connector in %s did not serve /stats within 20 s\n", dir);
+    bgt_kill_wait(pid, SIGKILL, 5000);
+    bgt_dump_file(log, 16 * 1024);
+    return -1;
+}
+
+int
+bgt_connector_stop(const char *dir)
+{
+    struct connector_run *c = connector_find(dir);
+    if (c == NULL)
+        return -1;
+    int status = bgt_kill_wait(c->pid, SIGTERM, 20000);
+    connector_forget(c);
+    if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    char why[64], log[BGT_PATH_MAX];
+    fprintf(stderr, "harness: fake_connector in %s did not exit cleanly after SIGTERM: %s\n", dir,
+            bgt_describe_status(status, why, sizeof(why)));
+    bgt_dump_file(bgt_path(log, sizeof(log), dir, "fake_connector.log"), 64 * 1024);
+    return -1;
+}
+
+void
+bgt_connector_kill(const char *dir)
+{
+    for (int i = 0; i < MAX_CONNECTORS; i++)
+        if (connectors[i].pid != 0 && strcmp(connectors[i].dir, dir) == 0) {
+            bgt_kill_wait(connectors[i].pid, SIGKILL, 5000);
+            connector_forget(&connectors[i]);
+        }
+}
+
+char *
+bgt_connector_auth_yaml(const char *dir, int port, const char *app_id, const char *more)
+{
+    char meta[BGT_PATH_MAX], emu[BGT_PATH_MAX], ca[BGT_PATH_MAX];
+    bgt_connector_url(meta, sizeof(meta), port, "/v1/.well-known/openidconfiguration");
+    bgt_connector_url(emu, sizeof(emu), port, "/emulator/.well-known/openid-configuration");
+    bgt_path(ca, sizeof(ca), dir, "ca.pem");
+    buf b = {0};
+    appendf(&b,
+            "auth:\n  app_id: \"%s\"\n  openid_metadata_url: \"%s\"\n"
+            "  emulator_openid_metadata_url: \"%s\"\n  ca_file: \"%s\"\n",
+            app_id, meta, emu, ca);
+    if (more != NULL)
+        appendf(&b, "%s", more);
+    return b.p;
+}
+
+static long
+stats_from(const char *dir, int port, const char *path)
+{
+    char *body = connector_call(dir, port, "GET", "/stats");
+    if (body == NULL) {
+        fprintf(stderr, "harness: GET /stats on the fake connector in %s failed\n", dir);
+        return -1;
+    }
+    json_error_t jerr;
+    json_t *doc = json_loads(body, 0, &jerr);
+    free(body);
+    json_t *n = json_object_get(json_object_get(doc, "requests"), path);
+    long count = doc == NULL ? -1 : json_is_integer(n) ? (long)json_integer_value(n) : 0;
+    json_decref(doc);
+    return count;
+}
+
+long
+bgt_connector_stats(const char *path)
+{
+    if (last_connector == NULL) {
+        fprintf(stderr, "harness: no fake connector running\n");
+        return -1;
+    }
+    return stats_from(last_connector->dir, last_connector->port, path);
+}
+
+long
+bgt_connector_stats_of(const char *dir, const char *path)
+{
+    struct connector_run *c = connector_find(dir);
+    return c != NULL ? stats_from(c->dir, c->port, path) : -1;
+}
+
+int
+bgt_connector_stats_reset(void)
+{
+    if (last_connector == NULL) {
+        fprintf(stderr, "harness: no fake connector running\n");
+        return -1;
+    }
+    char *body = connector_call(last_connector->dir, last_connector->port, "POST", "/stats/reset");
+    free(body);
+    return body != NULL ? 0 : -1;
+}
+
+int
+bgt_connector_set_down(const char *dir, bool down)
+{
+    char path[BGT_PATH_MAX];
+    bgt_path(path, sizeof(path), dir, "down");
+    if (down)
+        return bgt_write_file(path, "down\n", -1);
+    if (unlink(path) != 0 && errno != ENOENT) {
+        fprintf(stderr, "harness: unlink %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int
+bgt_connector_set_slow(const char *dir, int slow_ms)
+{
+    char path[BGT_PATH_MAX], text[32];
+    bgt_path(path, sizeof(path), dir, "slow_ms");
+    if (slow_ms > 0) {
+        snprintf(text, sizeof(text), "%d\n", slow_ms);
+        return bgt_write_file(path, text, -1);
+    }
+    if (unlink(path) != 0 && errno != ENOENT) {
+        fprintf(stderr, "harness: unlink %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* dir/<set>/<kid><suffix> */
+static char *
+key_path(char *out, size_t cap, const char *dir, const char *set, const char *kid,
+         const char *suffix)
+{
+    snprintf(out, cap, "%s/%s/%s%s", dir, set != NULL ? set : "keys", kid, suffix);
+    return out;
+}
+
+/* bgt_write_file through a temporary name and rename(): the server never reads half. */
+static int
+write_file_renamed(const char *path, const char *data, long len)
+{
+    char tmp[BGT_PATH_MAX + 16];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if (bgt_write_file(tmp, data, len) != 0)
+        return -1;
+    if (rename(tmp, path) != 0) {
+        fprintf(stderr, "harness: rename %s: %s\n", tmp, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+int
+bgt_connector_add_key(const char *dir, const char *set, const char *kid, const char *endorse)
+{
+    char path[BGT_PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", dir, set != NULL ? set : "keys");
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "harness: mkdir %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    key_path(path, sizeof(path), dir, set, kid, ".endorsements");
+    if (endorse != NULL) {
+        buf b = {0};
+        appendf(&b, "%s", "");
+        for (const char *p = endorse; *p != '\0';) {
+            size_t n = strcspn(p, ",");
+            if (n > 0)
+                appendf(&b, "%.*s\n", (int)n, p);
+            p += n + (p[n] == ',');
+        }
+        int rc = write_file_renamed(path, b.p, (long)b.len);
+        free(b.p);
+        if (rc != 0)
+            return -1;
+    } else if (unlink(path) != 0 && errno != ENOENT) {
+        fprintf(stderr, "harness: unlink %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    bgt_key key;
+    if (bgt_key_generate_rsa(&key, kid, 2048) != 0) {
+        fprintf(stderr, "harness: RSA key generation failed\n");
+        return -1;
+    }
+    size_t len = 0;
+    char *pem = NULL;
+    BIO *bio = BIO_new(BIO_s_mem());
+    if (bio != NULL && PEM_write_bio_PrivateKey(bio, key.pkey, NULL, NULL, 0, NULL, NULL)) {
+        char *data;
+        len = (size_t)BIO_get_mem_data(bio, &data);
+        pem = malloc(len + 1);
+        if (pem != NULL)
+            memcpy(pem, data, len);
+    }
+    BIO_free(bio);
+    bgt_key_free(&key);
+    int rc = pem != NULL ? write_file_renamed(key_path(path, sizeof(path), dir, set, kid, ".pem"),
+                                              pem, (long)len)
+                         : -1;
+    free(pem);
+    return rc;
+}
+
+int
+bgt_connector_drop_key(const char *dir, const char *set, const char *kid)
+{
+    char path[BGT_PATH_MAX];
+    if (unlink(key_path(path, sizeof(path), dir, set, kid, ".pem")) != 0) {
+        fprintf(stderr, "harness: unlink %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    unlink(key_path(path, sizeof(path), dir, set, kid, ".endorsements"));
+    return 0;
+}
+
+int
+bgt_connector_rotate(const char *dir, const char *new_kid, const char *drop_kid,
+                     const char *endorse)
+{
+    if (bgt_connector_add_key(dir, "keys", new_kid, endorse) != 0)
+        return -1;
+    return drop_kid != NULL ? bgt_connector_drop_key(dir, "keys", drop_kid) : 0;
+}
+
+char *
+bgt_connector_mint_ex(const char *dir, const char *set, const char *kid, const bgt_mint *m)
+{
+    char path[BGT_PATH_MAX];
+    bgt_key key;
+    if (bgt_key_load(&key, key_path(path, sizeof(path), dir, set, kid, ".pem"), kid) != 0) {
+        fprintf(stderr, "harness: cannot load the signing key %s\n", path);
+        return NULL;
+    }
+    bgt_mint copy = *m;
+    copy.key = &key;
+    char *token = bgt_mint_token(&copy);
+    bgt_key_free(&key);
+    if (token == NULL)
+        fprintf(stderr, "harness: minting with %s failed\n", path);
+    return token;
+}
+
+char *
+bgt_connector_mint(const char *dir, const char *kid, const char *app_id, const char *service_url,
+                   long exp_in_s)
+{
+    static unsigned long counter;
+    int64_t now = bgt_wall_us() / 1000000;
+    char jti[96];
+    snprintf(jti, sizeof(jti), "\"jti\":\"%d-%lld-%lu\"", (int)getpid(), (long long)now, ++counter);
+    bgt_mint m = {.alg = "RS256",
+                  .iss = BGT_CONNECTOR_ISSUER,
+                  .aud = app_id,
+                  .serviceurl = service_url,
+                  .nbf = now - 60,
+                  .nbf_set = 1,
+                  .iat = now,
+                  .iat_set = 1,
+                  .exp = now + exp_in_s,
+                  .exp_set = 1,
+                  .extra_claims = jti};
+    return bgt_connector_mint_ex(dir, "keys", kid != NULL ? kid : "key-1", &m);
+}

@@ -29,6 +29,7 @@
 #include <hiredis/hiredis.h>
 
 #include "botgate/entry.h"
+#include "mint.h"
 
 #define BGT_PATH_MAX 256
 
@@ -269,5 +270,82 @@ bool bgt_log_has_line(const char *path, const char *const *needles, int timeout_
 /* Number of live processes named `comm` (e.g. "redis-server") whose working directory or
  * command line mentions path. */
 int bgt_count_procs_using(const char *comm, const char *path);
+
+/* ---- the fake Connector (tests/tools/fake_connector; see tests/tools/README.md) ------------ */
+
+/* What the tool's documents and tokens say unless told otherwise. */
+#define BGT_CONNECTOR_ISSUER "https://api.botframework.com"
+#define BGT_CONNECTOR_SERVICE_URL "https://smba.trafficmanager.net/teams/"
+/* The channels keys/key-1 is endorsed for when the tool makes it. */
+#define BGT_CONNECTOR_CHANNELS "msteams,webchat,directline,test"
+
+/* Starts `$BOTGATE_TOOLS_DIR/fake_connector serve --dir dir --port *port` (*port 0: the
+ * tool picks a free port, written back to *port; pass the old port to restart in place),
+ * its output in dir/fake_connector.log, and waits (20 s: the tool may run under ASan) for
+ * dir/ready and a 200 from GET /stats (which answers even when dir/down exists, so that a
+ * connector can start down, and is not counted: every count starts at 0). dir is made if
+ * missing;
+ * on first use the tool makes dir/ca.pem (botgate's auth.ca_file), keys/key-1 (endorsed for
+ * BGT_CONNECTOR_CHANNELS) and emulator-keys/emulator-key-1 (no endorsements). Put dir under
+ * the bgt_env directory so that its log is printed when a test fails. At most 8 run at once;
+ * the last one started is the one bgt_connector_stats() asks. */
+int bgt_connector_start(const char *dir, int *port);
+
+/* SIGTERM and waitpid (20 s). Returns 0 only when the tool exited with status 0 (under ASan
+ * a leak makes it non-zero); otherwise prints the status and the log and returns -1. The
+ * directory and its keys stay: a restart on the same dir serves the same CA and keys. */
+int bgt_connector_stop(const char *dir);
+
+/* SIGKILL without judgement (teardown after a failure). */
+void bgt_connector_kill(const char *dir);
+
+/* out = "https://127.0.0.1:<port><path>", e.g. path "/v1/.well-known/openidconfiguration",
+ * "/emulator/.well-known/openid-configuration". Returns out. */
+char *bgt_connector_url(char *out, size_t cap, int port, const char *path);
+
+/* The auth: section of a botgate configuration that trusts the connector in dir at port:
+ * app_id, openid_metadata_url, emulator_openid_metadata_url, ca_file, then `more`
+ * ("  key: value\n" lines, already indented; may be NULL). malloc'd; the caller frees it.
+ * Goes into bgt_botgate_conf.extra. */
+char *bgt_connector_auth_yaml(const char *dir, int port, const char *app_id, const char *more);
+
+/* Requests the last connector started has received for path (without the query), e.g.
+ * "/v1/keys", counting every answer (200, 503 while down, 404); 0 for a path never asked
+ * for, -1 when /stats cannot be read. /stats itself is never counted. */
+long bgt_connector_stats(const char *path);
+/* The same for the connector of dir. */
+long bgt_connector_stats_of(const char *dir, const char *path);
+/* Zeroes the last started connector's counters. */
+int bgt_connector_stats_reset(void);
+
+/* Outage and latency, toggled without a restart: down makes every request but /stats answer
+ * 503 (dir/down); slow_ms > 0 holds every answer that long (dir/slow_ms), 0 ends it. */
+int bgt_connector_set_down(const char *dir, bool down);
+int bgt_connector_set_slow(const char *dir, int slow_ms);
+
+/* Key sets: set is "keys" (channel tokens, /v1/keys; NULL means this) or "emulator-keys"
+ * (/emulator/keys). Adds a fresh RSA-2048 key <set>/<kid>.pem, visible in the next JWKS
+ * answer; endorse is a comma-separated channel list ("" = an empty list, NULL = no
+ * "endorsements" member at all). The endorsements are written before the key, and both
+ * through rename(), so that the server never serves half a key. */
+int bgt_connector_add_key(const char *dir, const char *set, const char *kid, const char *endorse);
+/* Removes <set>/<kid>.pem and its endorsements. */
+int bgt_connector_drop_key(const char *dir, const char *set, const char *kid);
+/* add_key(new_kid, endorse) then, when drop_kid is not NULL, drop_key(drop_kid), in "keys". */
+int bgt_connector_rotate(const char *dir, const char *new_kid, const char *drop_kid,
+                         const char *endorse);
+
+/* A channel token as the Connector sends it, minted in-process (no subprocess) with
+ * dir/keys/<kid>.pem (kid NULL: "key-1"): RS256, header kid; iss BGT_CONNECTOR_ISSUER, aud
+ * app_id, serviceurl service_url (NULL: left out), nbf now-60, iat now, exp now+exp_in_s
+ * (negative: already expired), and a jti unique to the call, so that two tokens are never
+ * the same bytes. malloc'd; NULL (printed) on failure. */
+char *bgt_connector_mint(const char *dir, const char *kid, const char *app_id,
+                         const char *service_url, long exp_in_s);
+
+/* The general form: every field of m as given (see mint.h: alg, claims, header/payload
+ * overrides), signed with dir/<set>/<kid>.pem (set NULL: "keys"); m->key is ignored and m
+ * is not changed. malloc'd; NULL (printed) on failure. */
+char *bgt_connector_mint_ex(const char *dir, const char *set, const char *kid, const bgt_mint *m);
 
 #endif

@@ -51,8 +51,9 @@ static bgt_redis local_redis;
 static bgt_redis local_replica;
 static bgt_botgate local_gate;
 
-static const char *const good_headers[] = {"Content-Type: application/json",
-                                           "Authorization: Bearer " TOKEN, NULL};
+/* Authentication is off in these tests (no auth.app_id): as with the SDK, a request
+ * carries no token. test_auth.c covers authentication. */
+static const char *const good_headers[] = {"Content-Type: application/json", NULL};
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -167,7 +168,7 @@ assert_accepted_and_stored(const char *base, int version, const char *content_ty
     fresh_id(id, sizeof(id), "1:");
     fresh_id(conv, sizeof(conv), "a:conv-");
     snprintf(ct, sizeof(ct), "Content-Type: %s", content_type);
-    const char *headers[] = {ct, "Authorization: Bearer " TOKEN, NULL};
+    const char *headers[] = {ct, "MS-CV: abc.1", "X-Ms-Tenant-Id: t-1", "Cookie: secret=1", NULL};
     char *body = bgt_teams_message(id, conv, SERVICE_URL, 1024);
     size_t len = strlen(body);
 
@@ -208,8 +209,12 @@ assert_accepted_and_stored(const char *base, int version, const char *content_ty
     assert_true(bgt_slice_eq(e.request_id, request_id));
     assert_in_range(e.received_at_us, t0, t1);
     assert_int_equal(e.attempt, 0);
-    assert_true(bgt_slice_eq(bgt_entry_header(&e, "authorization"), "Bearer " TOKEN));
+    assert_null(bgt_entry_header(&e, "authorization").p);
     assert_true(bgt_slice_eq(bgt_entry_header(&e, "content-type"), content_type));
+    assert_true(bgt_slice_eq(bgt_entry_header(&e, "ms-cv"), "abc.1"));
+    assert_true(bgt_slice_eq(bgt_entry_header(&e, "x-ms-tenant-id"), "t-1"));
+    assert_null(bgt_entry_header(&e, "cookie").p); /* only the headers the bot needs */
+    assert_int_equal(e.token_exp, 0);
 
     bgt_stream_entries_free(v, n);
     free(body);
@@ -389,13 +394,17 @@ test_malformed_bodies(void **state)
     }
 }
 
+/* Authentication off, as the SDK without an app id: no token is accepted (the other tests),
+ * a token is refused — no token can name an empty audience — and so is a malformed
+ * Authorization header. */
 static void
-test_auth_header_refused(void **state)
+test_auth_off_token_refused(void **state)
 {
     (void)state;
     char *body = bgt_teams_message("1:auth", "a:auth", SERVICE_URL, 1024);
-    const char *missing[] = {"Content-Type: application/json", NULL};
-    expect_refused(missing, body, strlen(body), 401, "missing_token");
+    const char *with_token[] = {"Content-Type: application/json", "Authorization: Bearer " TOKEN,
+                                NULL};
+    expect_refused(with_token, body, strlen(body), 401, "bad_audience");
     static const char *const malformed[] = {"Authorization: Basic x", "Authorization: Bearer ",
                                             "Authorization: Bearer  two-spaces"};
     for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
@@ -996,7 +1005,8 @@ test_config_unknown_key(void **state)
 }
 
 /* A key whose module is not built yet, set away from its default, is refused rather than
- * ignored: an allowlist botgate does not apply would fail open. */
+ * ignored; so is an allowlist entry with host bits set (10.0.0.1/8: a typo, not a
+ * network). */
 static void
 test_config_not_yet_built(void **state)
 {
@@ -1008,7 +1018,7 @@ test_config_not_yet_built(void **state)
     char *yaml = config_with(NULL, NULL, NULL, NULL);
     size_t n = strlen(yaml) + 64;
     char *more = malloc(n);
-    snprintf(more, n, "%spolicy:\n  allow_cidrs: [10.0.0.0/8]\n", yaml);
+    snprintf(more, n, "%spolicy:\n  allow_cidrs: [10.0.0.1/8]\n", yaml);
     free(yaml);
     expect_config_refused("allow-cidrs", more, "policy.allow_cidrs");
 }
@@ -1057,7 +1067,7 @@ main(void)
         cmocka_unit_test(test_content_type_with_charset),
         cmocka_unit_test(test_content_type_refused),
         cmocka_unit_test(test_malformed_bodies),
-        cmocka_unit_test(test_auth_header_refused),
+        cmocka_unit_test(test_auth_off_token_refused),
         cmocka_unit_test(test_body_too_large_http1),
         cmocka_unit_test(test_body_too_large_http2),
         cmocka_unit_test(test_body_too_large_chunked),

@@ -35,19 +35,20 @@ char *bgt_openid_json(const char *issuer, const char *jwks_uri);
 /* A token to mint. NULL strings are left out of the token; *_set flags say whether a
  * number claim is present. */
 typedef struct bgt_mint {
-    const bgt_key *key;      /* signs; NULL with alg "none" = no signature */
-    const char *alg;         /* "RS256" (default when NULL), "RS384", "RS512", "none", "HS256", "ES256" */
-    const char *kid;         /* header kid; default key->kid; "" = omit the kid */
-    int omit_kid;            /* 1: no kid in the header */
-    const char *iss;         /* e.g. "https://api.botframework.com" */
-    const char *aud;         /* the app id */
-    const char *serviceurl;  /* the "serviceurl" claim */
+    const bgt_key *key; /* signs; NULL with alg "none" = no signature */
+    const char *alg; /* "RS256" (default when NULL), "RS384", "RS512", "none", "HS256", "ES256" */
+    const char *kid; /* header kid; default key->kid; "" = omit the kid */
+    int omit_kid;    /* 1: no kid in the header */
+    const char *iss; /* e.g. "https://api.botframework.com" */
+    const char *aud; /* the app id */
+    const char *serviceurl; /* the "serviceurl" claim */
     int64_t exp, nbf, iat;
     int exp_set, nbf_set, iat_set;
     const char *extra_claims; /* raw JSON members appended to the payload, e.g. "\"ver\":\"1.0\"" */
     const char *header_json;  /* when set, the whole header JSON (overrides alg/kid) */
     const char *payload_json; /* when set, the whole payload JSON (overrides the claims) */
-    const unsigned char *hmac_secret; /* for alg HS256 (the "signed with the public key" attack) */
+    const unsigned char
+        *hmac_secret; /* for alg HS256; NULL: key's public PEM (the classic attack) */
     size_t hmac_secret_len;
 } bgt_mint;
 
@@ -56,5 +57,8 @@ char *bgt_mint_token(const bgt_mint *m);
 
 /* The public key of `key` as PEM text (malloc'd): what an attacker would HMAC with. */
 char *bgt_key_public_pem(const bgt_key *key, size_t *len);
+
+/* base64url (URL alphabet, no padding) of n bytes, malloc'd; for hand-made segments. */
+char *bgt_b64url_encode(const unsigned char *in, size_t n);
 
 #endif

@@ -419,32 +419,47 @@ test_embedded_nul(void **state)
     assert_non_null(strstr(err, "control character 0x0"));
 }
 
-/* Duplicate keys: the last one wins, at every level, as in JSON.parse; so a later value of
- * the wrong type spoils an earlier good one, and a later good one repairs an earlier bad. */
+/* Duplicate keys are refused at every level, in the fields we read and in those we do
+ * not, whatever their values: parsers disagree on which one counts (JSON.parse the last,
+ * others the first), so the check and the bot could read different serviceUrls. */
 static void
-test_duplicate_keys_last_wins(void **state)
+test_duplicate_keys_refused(void **state)
 {
     (void)state;
+    assert_refused("{\"type\":\"invoke\",\"type\":\"message\"}", BG_EJSON, "duplicate key");
+    assert_refused("{\"type\":\"message\",\"type\":\"message\"}", BG_EJSON, "duplicate key");
+    assert_refused("{\"type\":\"message\",\"serviceUrl\":\"https://a/\","
+                   "\"serviceUrl\":\"https://evil/\"}",
+                   BG_EJSON, "duplicate key");
+    assert_refused("{\"type\":\"message\",\"channelId\":\"msteams\",\"channelId\":\"webchat\"}",
+                   BG_EJSON, "duplicate key");
+    assert_refused("{\"type\":\"message\",\"id\":\"1\",\"id\":\"2\"}", BG_EJSON, "duplicate key");
+    /* nested: conversation given twice, and conversation.id twice inside one object */
+    assert_refused("{\"type\":\"message\",\"conversation\":{\"id\":\"c1\"},"
+                   "\"conversation\":{\"id\":\"c2\"}}",
+                   BG_EJSON, "duplicate key");
+    assert_refused("{\"type\":\"message\",\"conversation\":{\"id\":\"c2\",\"id\":\"c3\"}}",
+                   BG_EJSON, "duplicate key");
+    /* in a field botgate never reads, deep inside */
+    assert_refused("{\"type\":\"message\",\"channelData\":{\"a\":[{\"x\":1,\"x\":1}]}}", BG_EJSON,
+                   "duplicate key");
+    /* the same key spelled with an escape is the same key */
+    assert_refused("{\"type\":\"message\",\"serviceUrl\":\"https://a/\","
+                   "\"\\u0073erviceUrl\":\"https://evil/\"}",
+                   BG_EJSON, "duplicate key");
+    /* a wrong type first does not matter: the duplicate is the reason */
+    assert_refused("{\"type\":5,\"type\":\"message\"}", BG_EJSON, "duplicate key");
+    /* keys that differ only in case are different keys, as for the bot */
     bg_activity act;
     assert_int_equal(parse(&act,
-                           "{\"type\":\"invoke\",\"id\":\"1\",\"type\":\"message\",\"id\":\"2\","
-                           "\"conversation\":{\"id\":\"c1\"},\"conversation\":{\"id\":\"c2\","
-                           "\"id\":\"c3\"}}",
+                           "{\"type\":\"message\",\"serviceUrl\":\"https://a/\","
+                           "\"serviceurl\":\"https://b/\",\"conversation\":{\"id\":\"c\"},"
+                           "\"channelData\":{\"conversation\":{\"id\":\"d\"}}}",
                            NULL, 0),
                      0);
-    assert_string_equal(act.type, "message");
-    assert_string_equal(act.id, "2");
-    assert_string_equal(act.conversation_id, "c3");
+    assert_string_equal(act.service_url, "https://a/");
+    assert_string_equal(act.conversation_id, "c");
     bg_activity_clear(&act);
-
-    assert_int_equal(parse(&act, "{\"type\":5,\"type\":\"message\"}", NULL, 0), 0);
-    assert_string_equal(act.type, "message");
-    bg_activity_clear(&act);
-
-    assert_refused("{\"type\":\"message\",\"type\":5}", BG_EACTIVITY, "type must be a string");
-    assert_refused("{\"type\":\"message\",\"type\":null}", BG_EACTIVITY, "type is missing");
-    assert_refused("{\"type\":\"message\",\"conversation\":{\"id\":\"c\"},\"conversation\":\"c\"}",
-                   BG_EACTIVITY, "conversation must be an object");
 }
 
 /* Numbers we do not read never make a body fail where JSON.parse would take it: integers
@@ -600,7 +615,7 @@ main(void)
         cmocka_unit_test(test_invalid_json),
         cmocka_unit_test(test_trailing_garbage),
         cmocka_unit_test(test_embedded_nul),
-        cmocka_unit_test(test_duplicate_keys_last_wins),
+        cmocka_unit_test(test_duplicate_keys_refused),
         cmocka_unit_test(test_big_numbers),
         cmocka_unit_test(test_huge_depth),
         cmocka_unit_test(test_error_messages),

@@ -59,12 +59,14 @@ dump(const bg_config *c, char *out, size_t len)
     put(out, len, "auth.app_type=%s\n", c->auth.app_type);
     put(out, len, "auth.tenant_id=%s\n", c->auth.tenant_id);
     put(out, len, "auth.openid_metadata_url=%s\n", c->auth.openid_metadata_url);
+    put(out, len, "auth.emulator_openid_metadata_url=%s\n", c->auth.emulator_openid_metadata_url);
     put(out, len, "auth.issuer=%s\n", c->auth.issuer);
     put(out, len, "auth.clock_skew_s=%d\n", c->auth.clock_skew_s);
     put(out, len, "auth.allow_emulator=%d\n", c->auth.allow_emulator);
     put(out, len, "auth.require_endorsements=%d\n", c->auth.require_endorsements);
     put(out, len, "auth.ca_file=%s\n", c->auth.ca_file);
     put(out, len, "auth.jwks_refresh_s=%d\n", c->auth.jwks_refresh_s);
+    put(out, len, "auth.token_cache_entries=%d\n", c->auth.token_cache_entries);
     put(out, len, "redis.url=%s\n", c->redis.url);
     put(out, len, "redis.stream=%s\n", c->redis.stream);
     put(out, len, "redis.maxlen=%lld\n", c->redis.maxlen);
@@ -106,12 +108,15 @@ static const char defaults_dump[] =
     "auth.app_type=MultiTenant\n"
     "auth.tenant_id=\n"
     "auth.openid_metadata_url=https://login.botframework.com/v1/.well-known/openidconfiguration\n"
+    "auth.emulator_openid_metadata_url=https://login.microsoftonline.com/botframework.com/v2.0/"
+    ".well-known/openid-configuration\n"
     "auth.issuer=https://api.botframework.com\n"
     "auth.clock_skew_s=300\n"
     "auth.allow_emulator=0\n"
     "auth.require_endorsements=1\n"
     "auth.ca_file=\n"
     "auth.jwks_refresh_s=86400\n"
+    "auth.token_cache_entries=100000\n"
     "redis.url=\n"
     "redis.stream=botgate:activities\n"
     "redis.maxlen=1000000\n"
@@ -166,6 +171,8 @@ static const char all_keys_block[] =
     "  require_endorsements: false\n"
     "  ca_file: /etc/ca.pem\n"
     "  jwks_refresh_s: 3600\n"
+    "  emulator_openid_metadata_url: https://emulator.test/openid\n"
+    "  token_cache_entries: 5\n"
     "redis:\n"
     "  url: redis://redis.test:6380/2\n"
     "  stream: stream-1\n"
@@ -217,7 +224,9 @@ static const char all_keys_flow[] =
     "        app_type: SingleTenant, tenant_id: tenant-1,\n"
     "        openid_metadata_url: 'https://openid.test/.well-known/openidconfiguration',\n"
     "        issuer: 'https://issuer.test', clock_skew_s: 60, allow_emulator: true,\n"
-    "        require_endorsements: false, ca_file: /etc/ca.pem, jwks_refresh_s: 3600},\n"
+    "        require_endorsements: false, ca_file: /etc/ca.pem, jwks_refresh_s: 3600,\n"
+    "        emulator_openid_metadata_url: 'https://emulator.test/openid',\n"
+    "        token_cache_entries: 5},\n"
     " redis: {url: 'redis://redis.test:6380/2', stream: stream-1, maxlen: 5000000000,\n"
     "         dedupe_ttl_s: 120, timeout_ms: 500, min_replicas_ack: 1,\n"
     "         sentinels: ['s1.test:26379', '[fd00::1]:26379'], master_name: mymaster},\n"
@@ -250,6 +259,8 @@ static char *const all_keys_env[] = {
     "BOTGATE_AUTH_REQUIRE_ENDORSEMENTS=false",
     "BOTGATE_AUTH_CA_FILE=/etc/ca.pem",
     "BOTGATE_AUTH_JWKS_REFRESH_S=3600",
+    "BOTGATE_AUTH_EMULATOR_OPENID_METADATA_URL=https://emulator.test/openid",
+    "BOTGATE_AUTH_TOKEN_CACHE_ENTRIES=5",
     "BOTGATE_REDIS_URL=redis://redis.test:6380/2",
     "BOTGATE_REDIS_STREAM=stream-1",
     "BOTGATE_REDIS_MAXLEN=5000000000",
@@ -322,7 +333,7 @@ assert_every_line_differs(const char *a, const char *b)
         lines++;
     }
     assert_int_equal(*a, *b);
-    assert_int_equal(lines, 43); /* every key in the table */
+    assert_int_equal(lines, 45); /* every key in the table */
 }
 
 /* ---- defaults ----------------------------------------------------------------------- */
@@ -436,6 +447,10 @@ test_env_overrides_every_file_key(void **state)
                               "BOTGATE_AUTH_REQUIRE_ENDORSEMENTS=YES",
                               "BOTGATE_AUTH_CA_FILE=",
                               "BOTGATE_AUTH_JWKS_REFRESH_S=86400",
+                              "BOTGATE_AUTH_EMULATOR_OPENID_METADATA_URL=https://login."
+                              "microsoftonline.com/botframework.com/v2.0/.well-known/"
+                              "openid-configuration",
+                              "BOTGATE_AUTH_TOKEN_CACHE_ENTRIES=100000",
                               "BOTGATE_REDIS_URL=",
                               "BOTGATE_REDIS_STREAM=botgate:activities",
                               "BOTGATE_REDIS_MAXLEN=1000000",
@@ -934,6 +949,7 @@ test_numeric_ranges(void **state)
     } ranges[] = {
         {"auth.clock_skew_s", "BOTGATE_AUTH_CLOCK_SKEW_S", 0, 3600},
         {"auth.jwks_refresh_s", "BOTGATE_AUTH_JWKS_REFRESH_S", 60, 604800},
+        {"auth.token_cache_entries", "BOTGATE_AUTH_TOKEN_CACHE_ENTRIES", 0, 10000000},
         {"redis.maxlen", "BOTGATE_REDIS_MAXLEN", 1, 10000000000LL},
         {"redis.dedupe_ttl_s", "BOTGATE_REDIS_DEDUPE_TTL_S", 1, 2592000},
         {"redis.timeout_ms", "BOTGATE_REDIS_TIMEOUT_MS", 1, 600000},
@@ -1072,6 +1088,14 @@ test_urls_and_addresses(void **state)
          {NULL},
          "t.yaml:1: ",
          "auth.openid_metadata_url"},
+        {"auth: {openid_metadata_url: 'http://login.botframework.com/v1/openid'}\n",
+         {NULL},
+         "t.yaml:1: ",
+         "auth.openid_metadata_url: must be an https:// URL"},
+        {"auth: {emulator_openid_metadata_url: 'http://login.test/openid'}\n",
+         {NULL},
+         "t.yaml:1: ",
+         "auth.emulator_openid_metadata_url: must be an https:// URL"},
         {"relay: {token_url: 'token'}\n", {NULL}, "t.yaml:1: ", "relay.token_url"},
         {"relay: {listen: '3979'}\n", {NULL}, "t.yaml:1: ", "relay.listen: must be HOST:PORT"},
         {"relay: {listen: '127.0.0.1:99999'}\n", {NULL}, "t.yaml:1: ", "relay.listen: the port"},

@@ -3,7 +3,7 @@ BUILD ?= build
 TEST_BUILD ?= build-test
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run test format format-check bench clean
+.PHONY: all deps build run test test-fuzz fuzz format format-check bench clean
 
 all: build
 
@@ -22,11 +22,25 @@ run: build
 	./$(BUILD)/botgate serve
 
 # The whole suite, built with ASan+UBSan: unit tests, then integration tests against a
-# real redis-server and a real TLS listener.
+# real redis-server and a real TLS listener, then every fuzz target for 5 s.
 test: deps format-check
 	cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DBOTGATE_SANITIZE=ON
 	cmake --build $(TEST_BUILD) -j $(JOBS)
 	cd $(TEST_BUILD) && ctest --output-on-failure -j $(JOBS)
+	bash scripts/deps.sh fuzz && bash tests/fuzz/run.sh 5
+
+# Every libFuzzer target (tests/fuzz/) for a few seconds each, built with clang in
+# build-fuzz/: a crash, a leak or a broken property fails it. `make test` runs this too.
+test-fuzz:
+	bash scripts/deps.sh fuzz
+	bash tests/fuzz/run.sh 5
+
+# The same for longer: FUZZ_SECONDS per target (make fuzz FUZZ_SECONDS=600). What the
+# fuzzers find is kept in build-fuzz/fuzz/work/ and seeds the next run.
+FUZZ_SECONDS ?= 60
+fuzz:
+	bash scripts/deps.sh fuzz
+	bash tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format:
@@ -39,4 +53,4 @@ bench: build
 	bash tests/bench/run.sh
 
 clean:
-	rm -rf $(BUILD) $(TEST_BUILD)
+	rm -rf $(BUILD) $(TEST_BUILD) build-fuzz

@@ -16,8 +16,8 @@
  *   2. A token is expired once now >= exp + skew: jsonwebtoken's boundary, one second
  *      stricter than .NET's (now > exp + skew).
  *   3. The serviceurl claim is required and compared even when the activity's serviceUrl
- *      is missing (the SDK skips the comparison then; activity.c/request.c refuse such an
- *      activity with 400 before we are asked).
+ *      is empty, and the endorsements even when its channelId is (the SDK skips both
+ *      then; the caller refuses such an activity with 400 before asking).
  *   4. A key with no or an empty endorsements list is refused unless
  *      require_endorsements is off (botbuilder-js skips the check; .NET refuses).
  *   5. aud must be one JSON string. jsonwebtoken is given no audience and the SDK compares
@@ -36,7 +36,15 @@
  *      to 8192 bits and e odd, 3 or more, at most 64 bits; endorsements, when present,
  *      must be an array of strings. The SDK builds a PEM from any n/e it finds.
  *   9. Keys come only from the JWKS: jku, x5u, jwk and x5c in a token header are ignored,
- *      as the SDKs ignore them.
+ *      as the SDKs ignore them. A JWKS with no usable key, or more than 256, is refused
+ *      whole, so that the caller keeps its old keys (openIdMetadata.ts replaces them with
+ *      whatever the fetch returned). A key replaced under the same kid invalidates the
+ *      claims verified with the old one (bg_auth_check_request compares fingerprints).
+ *  10. The header and payload are read by the strict JSON reader below, not JSON.parse:
+ *      it refuses what jansson refuses, except that it does not look for duplicates
+ *      inside nested values and stops at 32 levels of nesting.
+ *  11. AuthenticationConfiguration.requiredEndorsements and claims validators (allowed
+ *      callers) have no equivalent: there is one channel endorsement check, no skills.
  * What we keep from the SDK: alg RS256/RS384/RS512 only; iss compared exactly; aud equal
  * to the app id; 300 s skew on exp and nbf; the serviceurl claim, lower case, compared
  * byte for byte; endorsements compared exactly; for a duplicate kid in a JWKS, the first
@@ -47,6 +55,7 @@
 #include "botgate/auth.h"
 #include "botgate/error.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <openssl/bn.h>
@@ -166,22 +175,20 @@ printable(char out[68], const char *s)
     return out;
 }
 
-/* 0..63 for a base64url character, -1 for anything else. */
-static int
-b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
+/* base64url's alphabet (RFC 4648 §5): each byte's 6-bit value, -1 for the rest. */
+static const signed char b64url_values[256] = {
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, -1,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -1, -1, -1, -1, 0,  1,  2,  3,  4,  5,  6,
+    7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, -1, -1, -1, -1, 63,
+    -1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48,
+    49, 50, 51, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+};
 
 /*
  * Decodes base64url (RFC 7515 §2) into out (room for outcap bytes), strictly: only the
@@ -205,8 +212,9 @@ b64url_decode(const char *in, size_t len, unsigned char *out, size_t outcap, int
         return -1;
     size_t o = 0, i = 0;
     for (; i + 4 <= len; i += 4) {
-        int a = b64url_value((unsigned char)in[i]), b = b64url_value((unsigned char)in[i + 1]),
-            c = b64url_value((unsigned char)in[i + 2]), d = b64url_value((unsigned char)in[i + 3]);
+        int a = b64url_values[(unsigned char)in[i]], b = b64url_values[(unsigned char)in[i + 1]],
+            c = b64url_values[(unsigned char)in[i + 2]],
+            d = b64url_values[(unsigned char)in[i + 3]];
         if ((a | b | c | d) < 0)
             return -1;
         unsigned v = (unsigned)a << 18 | (unsigned)b << 12 | (unsigned)c << 6 | (unsigned)d;
@@ -216,8 +224,8 @@ b64url_decode(const char *in, size_t len, unsigned char *out, size_t outcap, int
     }
     size_t rest = len - i;
     if (rest >= 2) {
-        int a = b64url_value((unsigned char)in[i]), b = b64url_value((unsigned char)in[i + 1]);
-        int c = rest == 3 ? b64url_value((unsigned char)in[i + 2]) : 0;
+        int a = b64url_values[(unsigned char)in[i]], b = b64url_values[(unsigned char)in[i + 1]];
+        int c = rest == 3 ? b64url_values[(unsigned char)in[i + 2]] : 0;
         if ((a | b | c) < 0)
             return -1;
         unsigned v = (unsigned)a << 18 | (unsigned)b << 12 | (unsigned)c << 6;
@@ -536,10 +544,432 @@ bg_keyset_size(const bg_keyset *keys)
     return keys != NULL ? keys->n : 0;
 }
 
+/* 1 when keys has an entry for kid, usable or not: what the token cache prunes by. */
 int
 bg_keyset_has_kid(const bg_keyset *keys, const char *kid)
 {
     return keys != NULL && kid != NULL && keyset_find(keys, kid) != NULL;
+}
+
+/* ---- the token's JSON ---------------------------------------------------------------- */
+
+/*
+ * The header and payload of every token are read here rather than with jansson: jansson
+ * spends about 5 us on the two (its lexer takes one byte per callback and allocates every
+ * value), a third of an RSA-2048 verification, which the fresh-token path cannot afford.
+ * This reader accepts what jansson accepts with JSON_REJECT_DUPLICATES and without
+ * JSON_ALLOW_NUL (tests/unit/test_auth.c runs both over a list of hard cases):
+ *
+ *   - RFC 8259 grammar; whitespace is space, tab, CR, LF; nothing after the object;
+ *   - strings: no raw control byte, valid UTF-8 (no overlong form, no surrogate, nothing
+ *     above U+10FFFF), escapes \" \\ \/ \b \f \n \r \t \uXXXX with surrogate pairs
+ *     joined and lone surrogates refused, and no \u0000 (a C string would stop there);
+ *   - numbers: an integer outside int64 and a real beyond DBL_MAX are refused;
+ *   - a top-level member name given twice is refused; at most JWT_MAX_MEMBERS of them
+ *     (an AAD token carries about 25, a Connector token 6).
+ * Two differences, neither touching a value we read: a duplicate name inside a nested
+ * object is not looked for (jansson refuses it; we never read nested values, so it cannot
+ * make two readers disagree on a claim we check), and nesting stops at JWT_MAX_DEPTH
+ * (jansson: 2048) to bound the recursion.
+ *
+ * Strings are decoded in place (an escape is never shorter than what it stands for) and
+ * NUL-terminated there, so the reader allocates nothing; members point into the caller's
+ * decoded segment:
+ *
+ *   segment  {"iss":"https:\/\/api.botframework.com","exp":1750003600}
+ *   after    {"iss\0:"https://api.botframework.com\0...,"exp\0:1750003600}
+ *   members  [ {name "iss", JT_STRING, s "https://api.botframework.com"},
+ *              {name "exp", JT_INT, i 1750003600} ]
+ *
+ * Numbers are read with strtod, which assumes the "C" locale's decimal point; botgate
+ * never calls setlocale.
+ */
+#define JWT_MAX_MEMBERS 64
+#define JWT_MAX_DEPTH 32
+
+enum { JT_STRING, JT_INT, JT_REAL, JT_TRUE, JT_FALSE, JT_NULL, JT_ARRAY, JT_OBJECT };
+
+typedef struct st_jwt_member {
+    const char *name;
+    size_t name_len;
+    int type;
+    const char *s; /* JT_STRING: the decoded value, NUL-terminated */
+    int64_t i;     /* JT_INT */
+    double d;      /* JT_REAL */
+} st_jwt_member;
+
+typedef struct st_jwt_object {
+    size_t n;
+    st_jwt_member m[JWT_MAX_MEMBERS];
+} st_jwt_object;
+
+typedef struct st_jwt_reader {
+    char *p, *end;
+} st_jwt_reader;
+
+/* Skips JSON whitespace (RFC 8259 §2: space, tab, LF, CR; not form feed). */
+static void
+jr_space(st_jwt_reader *r)
+{
+    while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
+        r->p++;
+}
+
+/* The value of the 4 hex digits at p, or -1. */
+static long
+jr_hex4(const char *p)
+{
+    long v = 0;
+    for (int i = 0; i < 4; i++) {
+        int c = (unsigned char)p[i], d;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+            d = (c | 0x20) - 'a' + 10;
+        else
+            return -1;
+        v = v << 4 | d;
+    }
+    return v;
+}
+
+/* Writes code point cp (valid, not a surrogate) as UTF-8 at w; returns the new w. */
+static char *
+jr_put_utf8(char *w, unsigned long cp)
+{
+    if (cp < 0x80) {
+        *w++ = (char)cp;
+    } else if (cp < 0x800) {
+        *w++ = (char)(0xc0 | cp >> 6);
+        *w++ = (char)(0x80 | (cp & 0x3f));
+    } else if (cp < 0x10000) {
+        *w++ = (char)(0xe0 | cp >> 12);
+        *w++ = (char)(0x80 | (cp >> 6 & 0x3f));
+        *w++ = (char)(0x80 | (cp & 0x3f));
+    } else {
+        *w++ = (char)(0xf0 | cp >> 18);
+        *w++ = (char)(0x80 | (cp >> 12 & 0x3f));
+        *w++ = (char)(0x80 | (cp >> 6 & 0x3f));
+        *w++ = (char)(0x80 | (cp & 0x3f));
+    }
+    return w;
+}
+
+/* The length of the valid UTF-8 sequence at p (before end), or 0 (RFC 3629 §4). */
+static size_t
+jr_utf8_len(const unsigned char *p, const unsigned char *end)
+{
+    unsigned c = p[0];
+    size_t n;
+    unsigned long cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4, cp = c & 0x07;
+    else
+        return 0;
+    if ((size_t)(end - p) < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/*
+ * Reads the string whose opening quote is at r->p, decoding it in place: *s is the
+ * decoded, NUL-terminated value and *len its length. The write position never passes the
+ * read position, so the decoding overwrites only bytes already read. 0 or -1.
+ */
+static int
+jr_string(st_jwt_reader *r, const char **s, size_t *len)
+{
+    char *start = r->p + 1, *in = start, *w = start;
+    while (in < r->end) {
+        unsigned char c = (unsigned char)*in;
+        if (c == '"') {
+            *w = '\0';
+            *s = start;
+            *len = (size_t)(w - start);
+            r->p = in + 1;
+            return 0;
+        }
+        if (c < 0x20)
+            return -1;
+        if (c != '\\') {
+            size_t n = jr_utf8_len((const unsigned char *)in, (const unsigned char *)r->end);
+            if (n == 0)
+                return -1;
+            memmove(w, in, n);
+            w += n;
+            in += n;
+            continue;
+        }
+        if (r->end - in < 2)
+            return -1;
+        char e = in[1];
+        static const char simple_in[] = "\"\\/bfnrt", simple_out[] = "\"\\/\b\f\n\r\t";
+        const char *hit = e != '\0' ? strchr(simple_in, e) : NULL;
+        if (hit != NULL) {
+            *w++ = simple_out[hit - simple_in];
+            in += 2;
+            continue;
+        }
+        if (e != 'u' || r->end - in < 6)
+            return -1;
+        long cp = jr_hex4(in + 2);
+        in += 6;
+        if (cp <= 0 || (cp >= 0xdc00 && cp <= 0xdfff))
+            return -1; /* \u0000, not hex, or a lone low surrogate */
+        if (cp >= 0xd800 && cp <= 0xdbff) {
+            long lo = (r->end - in >= 6 && in[0] == '\\' && in[1] == 'u') ? jr_hex4(in + 2) : -1;
+            if (lo < 0xdc00 || lo > 0xdfff)
+                return -1;
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            in += 6;
+        }
+        w = jr_put_utf8(w, (unsigned long)cp);
+    }
+    return -1;
+}
+
+/*
+ * Reads a number (RFC 8259 §6) at r->p into m (JT_INT when it has neither fraction nor
+ * exponent, JT_REAL otherwise). m may be NULL for a nested value. 0 or -1.
+ */
+static int
+jr_number(st_jwt_reader *r, st_jwt_member *m)
+{
+    char *p = r->p, *start = p;
+    int neg = 0, real = 0;
+    if (p < r->end && *p == '-')
+        neg = 1, p++;
+    if (p >= r->end || *p < '0' || *p > '9')
+        return -1;
+    uint64_t mag = 0;
+    int overflow = 0;
+    if (*p == '0') {
+        p++;
+    } else {
+        while (p < r->end && *p >= '0' && *p <= '9') {
+            unsigned d = (unsigned)(*p++ - '0');
+            if (mag > (UINT64_MAX - d) / 10)
+                overflow = 1;
+            else
+                mag = mag * 10 + d;
+        }
+    }
+    if (p < r->end && *p == '.') {
+        real = 1;
+        if (++p >= r->end || *p < '0' || *p > '9')
+            return -1;
+        while (p < r->end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    if (p < r->end && (*p == 'e' || *p == 'E')) {
+        real = 1;
+        p++;
+        if (p < r->end && (*p == '+' || *p == '-'))
+            p++;
+        if (p >= r->end || *p < '0' || *p > '9')
+            return -1;
+        while (p < r->end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    r->p = p;
+    if (!real) {
+        /* jansson: an integer strtoll cannot hold is "too big integer" */
+        if (overflow || mag > (uint64_t)INT64_MAX + (uint64_t)neg)
+            return -1;
+        if (m != NULL) {
+            m->type = JT_INT;
+            m->i = neg ? (int64_t)(0 - mag) : (int64_t)mag;
+        }
+        return 0;
+    }
+    /* strtod on a NUL-terminated copy: the segment is not terminated after the number */
+    size_t n = (size_t)(p - start);
+    char local[128], *copy = n < sizeof(local) ? local : malloc(n + 1);
+    if (copy == NULL)
+        return -1;
+    memcpy(copy, start, n);
+    copy[n] = '\0';
+    errno = 0;
+    double d = strtod(copy, NULL);
+    int bad = (d == HUGE_VAL || d == -HUGE_VAL) && errno == ERANGE; /* jansson: overflow */
+    if (copy != local)
+        free(copy);
+    if (bad)
+        return -1;
+    if (m != NULL) {
+        m->type = JT_REAL;
+        m->d = d;
+    }
+    return 0;
+}
+
+static int jr_value(st_jwt_reader *r, st_jwt_member *m, int depth);
+
+/* Reads the nested array or object at r->p (validated, not kept). 0 or -1. */
+static int
+jr_container(st_jwt_reader *r, int depth)
+{
+    char close = *r->p == '[' ? ']' : '}';
+    if (depth >= JWT_MAX_DEPTH)
+        return -1;
+    r->p++;
+    jr_space(r);
+    if (r->p < r->end && *r->p == close) {
+        r->p++;
+        return 0;
+    }
+    for (;;) {
+        if (close == '}') {
+            const char *name;
+            size_t name_len;
+            if (r->p >= r->end || *r->p != '"' || jr_string(r, &name, &name_len) != 0)
+                return -1;
+            jr_space(r);
+            if (r->p >= r->end || *r->p++ != ':')
+                return -1;
+            jr_space(r);
+        }
+        if (jr_value(r, NULL, depth + 1) != 0)
+            return -1;
+        jr_space(r);
+        if (r->p >= r->end)
+            return -1;
+        char c = *r->p++;
+        if (c == close)
+            return 0;
+        if (c != ',')
+            return -1;
+        jr_space(r);
+    }
+}
+
+/* Reads any value at r->p; fills m (may be NULL) with its type and, for scalars, value. */
+static int
+jr_value(st_jwt_reader *r, st_jwt_member *m, int depth)
+{
+    if (r->p >= r->end)
+        return -1;
+    static const struct {
+        const char *text;
+        size_t len;
+        int type;
+    } lits[] = {{"true", 4, JT_TRUE}, {"false", 5, JT_FALSE}, {"null", 4, JT_NULL}};
+    char c = *r->p;
+    if (c == '"') {
+        const char *s;
+        size_t len;
+        if (jr_string(r, &s, &len) != 0)
+            return -1;
+        if (m != NULL)
+            m->type = JT_STRING, m->s = s;
+        return 0;
+    }
+    if (c == '-' || (c >= '0' && c <= '9'))
+        return jr_number(r, m);
+    if (c == '[' || c == '{') {
+        if (m != NULL)
+            m->type = c == '[' ? JT_ARRAY : JT_OBJECT;
+        return jr_container(r, depth);
+    }
+    for (size_t i = 0; i < sizeof(lits) / sizeof(lits[0]); i++)
+        if ((size_t)(r->end - r->p) >= lits[i].len &&
+            memcmp(r->p, lits[i].text, lits[i].len) == 0) {
+            r->p += lits[i].len;
+            if (m != NULL)
+                m->type = lits[i].type;
+            return 0;
+        }
+    return -1;
+}
+
+/*
+ * Parses buf[0..len) as one JSON object into o (see above); buf is decoded in place and
+ * must outlive o. 0, or -1 when it is not exactly one JSON object by the rules above.
+ */
+static int
+jwt_object_parse(char *buf, size_t len, st_jwt_object *o)
+{
+    st_jwt_reader r = {buf, buf + len};
+    o->n = 0;
+    jr_space(&r);
+    if (r.p >= r.end || *r.p++ != '{')
+        return -1;
+    jr_space(&r);
+    if (r.p < r.end && *r.p == '}') {
+        r.p++;
+    } else {
+        for (;;) {
+            if (o->n == JWT_MAX_MEMBERS)
+                return -1;
+            st_jwt_member *m = &o->m[o->n];
+            memset(m, 0, sizeof(*m));
+            if (r.p >= r.end || *r.p != '"' || jr_string(&r, &m->name, &m->name_len) != 0)
+                return -1;
+            for (size_t i = 0; i < o->n; i++)
+                if (o->m[i].name_len == m->name_len &&
+                    memcmp(o->m[i].name, m->name, m->name_len) == 0)
+                    return -1; /* a duplicate member */
+            jr_space(&r);
+            if (r.p >= r.end || *r.p++ != ':')
+                return -1;
+            jr_space(&r);
+            if (jr_value(&r, m, 1) != 0)
+                return -1;
+            o->n++;
+            jr_space(&r);
+            if (r.p >= r.end)
+                return -1;
+            char c = *r.p++;
+            if (c == '}')
+                break;
+            if (c != ',')
+                return -1;
+            jr_space(&r);
+        }
+    }
+    jr_space(&r);
+    return r.p == r.end ? 0 : -1;
+}
+
+/* The member called name, or NULL. */
+static const st_jwt_member *
+jwt_get(const st_jwt_object *o, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < o->n; i++)
+        if (o->m[i].name_len == len && memcmp(o->m[i].name, name, len) == 0)
+            return &o->m[i];
+    return NULL;
+}
+
+/* The string value of member name, or NULL when absent or not a string. */
+static const char *
+jwt_string(const st_jwt_object *o, const char *name)
+{
+    const st_jwt_member *m = jwt_get(o, name);
+    return m != NULL && m->type == JT_STRING ? m->s : NULL;
+}
+
+/* 1 when member name is present and not null. */
+static int
+jwt_has(const st_jwt_object *o, const char *name)
+{
+    const st_jwt_member *m = jwt_get(o, name);
+    return m != NULL && m->type != JT_NULL;
 }
 
 /* ---- the rules ----------------------------------------------------------------------- */
@@ -551,24 +981,25 @@ bg_keyset_has_kid(const bg_keyset *keys, const char *kid)
  * ("invalid exp value").
  */
 static int
-numeric_date(const json_t *payload, const char *name, int round_up, int64_t *out, int *present)
+numeric_date(const st_jwt_object *payload, const char *name, int round_up, int64_t *out,
+             int *present)
 {
-    json_t *v = json_object_get(payload, name);
+    const st_jwt_member *m = jwt_get(payload, name);
+    const int64_t limit = (int64_t)1 << 62;
     *present = 0;
     *out = 0;
-    if (v == NULL || json_is_null(v))
+    if (m == NULL || m->type == JT_NULL)
         return 0;
     *present = 1;
-    if (json_is_integer(v)) {
-        json_int_t i = json_integer_value(v);
-        if (i > ((json_int_t)1 << 62) || i < -((json_int_t)1 << 62))
+    if (m->type == JT_INT) {
+        if (m->i > limit || m->i < -limit)
             return -1;
-        *out = (int64_t)i;
+        *out = m->i;
         return 0;
     }
-    if (json_is_real(v)) {
-        double d = round_up ? ceil(json_real_value(v)) : floor(json_real_value(v));
-        if (!(d <= 4611686018427387904.0 && d >= -4611686018427387904.0))
+    if (m->type == JT_REAL) {
+        double d = round_up ? ceil(m->d) : floor(m->d);
+        if (!(d <= (double)limit && d >= -(double)limit))
             return -1;
         *out = (int64_t)d;
         return 0;
@@ -601,17 +1032,16 @@ is_emulator_issuer(const bg_auth_params *p, const char *iss)
 
 /*
  * The app id claim as JwtTokenValidation.getAppIdFromClaims reads it: appid when ver is
- * absent or "1.0", azp when ver is "2.0", otherwise none.
+ * absent, empty or "1.0", azp when ver is "2.0", otherwise none.
  */
 static const char *
-app_id_claim(const json_t *payload)
+app_id_claim(const st_jwt_object *payload)
 {
-    json_t *ver = json_object_get(payload, "ver");
-    const char *vs = json_string_value(ver);
-    if (ver == NULL || json_is_null(ver) || (vs != NULL && (vs[0] == '\0' || !strcmp(vs, "1.0"))))
-        return member_string(payload, "appid");
-    if (vs != NULL && strcmp(vs, "2.0") == 0)
-        return member_string(payload, "azp");
+    const char *ver = jwt_string(payload, "ver");
+    if (!jwt_has(payload, "ver") || (ver != NULL && (ver[0] == '\0' || !strcmp(ver, "1.0"))))
+        return jwt_string(payload, "appid");
+    if (ver != NULL && strcmp(ver, "2.0") == 0)
+        return jwt_string(payload, "azp");
     return NULL;
 }
 
@@ -622,15 +1052,14 @@ app_id_claim(const json_t *payload)
  * botgate does not front.
  */
 static int
-is_skill_claim(const json_t *payload)
+is_skill_claim(const st_jwt_object *payload)
 {
-    const char *appid = member_string(payload, "appid");
+    const char *appid = jwt_string(payload, "appid");
     if (appid != NULL && strcmp(appid, "AnonymousSkill") == 0)
         return 1;
-    json_t *ver = json_object_get(payload, "ver");
-    if (ver == NULL || json_is_null(ver))
+    if (!jwt_has(payload, "ver"))
         return 0;
-    const char *aud = member_string(payload, "aud");
+    const char *aud = jwt_string(payload, "aud");
     if (aud == NULL || aud[0] == '\0')
         return 0;
     for (size_t i = 0; i < sizeof(channel_audiences) / sizeof(channel_audiences[0]); i++)
@@ -640,36 +1069,25 @@ is_skill_claim(const json_t *payload)
     return app != NULL && app[0] != '\0' && strcmp(app, aud) != 0;
 }
 
-/* Decodes one segment and parses it as a JSON object; NULL with err filled otherwise. */
-static json_t *
-segment_json(const char *seg, size_t len, const char *what, unsigned char *buf, int *rc, char *err,
-             size_t errlen)
+/* Decodes one segment into buf and reads it as a JSON object into o. 0, or
+ * BG_EAUTH_MALFORMED with err filled. */
+static int
+segment_object(const char *seg, size_t len, const char *what, unsigned char *buf, st_jwt_object *o,
+               char *err, size_t errlen)
 {
     long n = b64url_decode(seg, len, buf, AUTH_DECODED_MAX, 0);
-    if (n < 0) {
-        *rc = fail(BG_EAUTH_MALFORMED, err, errlen, "the token's %s is not base64url", what);
-        return NULL;
-    }
-    json_error_t jerr;
-    json_t *v = json_loadb((const char *)buf, (size_t)n, AUTH_JSON_FLAGS, &jerr);
-    if (v == NULL) {
-        *rc = fail(json_error_code(&jerr) == json_error_out_of_memory ? BG_ENOMEM
-                                                                      : BG_EAUTH_MALFORMED,
-                   err, errlen, "the token's %s is not JSON (column %d)", what, jerr.column);
-        return NULL;
-    }
-    if (!json_is_object(v)) {
-        json_decref(v);
-        *rc = fail(BG_EAUTH_MALFORMED, err, errlen, "the token's %s is not a JSON object", what);
-        return NULL;
-    }
-    return v;
+    if (n < 0)
+        return fail(BG_EAUTH_MALFORMED, err, errlen, "the token's %s is not base64url", what);
+    if (jwt_object_parse((char *)buf, (size_t)n, o) != 0)
+        return fail(BG_EAUTH_MALFORMED, err, errlen, "the token's %s is not a JSON object", what);
+    return 0;
 }
 
 /*
  * Verifies the RSA signature over header "." payload with the key's template for alg:
  * digest with the pre-fetched md, then EVP_PKEY_verify on a duplicate of the template. A
- * signature whose length is not the modulus' is refused before any arithmetic.
+ * signature whose length is not the modulus' is refused before any arithmetic. 1 valid,
+ * 0 not, -1 OpenSSL failed.
  */
 static int
 verify_signature(const bg_keyset *ks, const st_bg_jwk *k, int alg, const char *input,
@@ -698,8 +1116,8 @@ verify_signature(const bg_keyset *ks, const st_bg_jwk *k, int alg, const char *i
  *   an Emulator issuer when allowed, else bad_issuer) -> kid in that set, key usable
  *   -> signature -> aud -> (Emulator: ver, appid/azp) -> exp present, exp/nbf numbers
  *
- * Nothing is allocated on the way but jansson's two trees and, at the end, the serviceurl
- * copy; the decoded segments live on the stack.
+ * Nothing is allocated but the serviceurl copy at the end: the segments are decoded into
+ * buffers on the stack (the token is at most BG_AUTH_MAX_TOKEN bytes) and read in place.
  */
 int
 bg_auth_verify_token(const bg_auth_params *p, const bg_keyset *channel_keys,
@@ -726,159 +1144,120 @@ bg_auth_verify_token(const bg_auth_params *p, const bg_keyset *channel_keys,
     size_t hlen = (size_t)(dot1 - token), plen = (size_t)(dot2 - dot1 - 1);
     size_t slen = token_len - (size_t)(dot2 + 1 - token);
 
-    unsigned char buf[AUTH_DECODED_MAX];
-    int rc = 0;
-    json_t *header = NULL, *payload = NULL;
+    unsigned char hbuf[AUTH_DECODED_MAX], pbuf[AUTH_DECODED_MAX];
+    st_jwt_object header, payload;
     char kidbuf[68];
+    int rc;
 
-    header = segment_json(token, hlen, "header", buf, &rc, err, errlen);
-    if (header == NULL)
-        goto out;
-    if (json_object_get(header, "crit") != NULL) {
+    if ((rc = segment_object(token, hlen, "header", hbuf, &header, err, errlen)) != 0)
+        return rc;
+    if (jwt_get(&header, "crit") != NULL)
         /* SDK: jsonwebtoken ignores crit; RFC 7515 §4.1.11 says refuse what is not
          * understood, and we understand no extension. */
-        rc = fail(BG_EAUTH_MALFORMED, err, errlen, "the token's header has crit");
-        goto out;
-    }
-    const char *alg_s = member_string(header, "alg");
+        return fail(BG_EAUTH_MALFORMED, err, errlen, "the token's header has crit");
+    const char *alg_s = jwt_string(&header, "alg");
     int alg = -1;
     for (int a = 0; alg_s != NULL && a < ALG_COUNT; a++)
         if (strcmp(alg_s, alg_names[a]) == 0)
             alg = a;
-    if (alg < 0) {
-        rc = fail(BG_EAUTH_ALG, err, errlen, "the token's alg is %s, not RS256, RS384 or RS512",
-                  alg_s == NULL ? "missing" : "another");
-        goto out;
-    }
-    json_t *kid_v = json_object_get(header, "kid");
-    const char *kid = json_string_value(kid_v);
-    if (kid == NULL || kid[0] == '\0') {
-        rc = fail(BG_EAUTH_NO_KID, err, errlen, "the token's header has no kid string");
-        goto out;
-    }
+    if (alg < 0)
+        return fail(BG_EAUTH_ALG, err, errlen, "the token's alg is %s, not RS256, RS384 or RS512",
+                    alg_s == NULL ? "missing" : "another");
+    const char *kid = jwt_string(&header, "kid");
+    if (kid == NULL || kid[0] == '\0')
+        return fail(BG_EAUTH_NO_KID, err, errlen, "the token's header has no kid string");
 
-    payload = segment_json(dot1 + 1, plen, "payload", buf, &rc, err, errlen);
-    if (payload == NULL)
-        goto out;
+    if ((rc = segment_object(dot1 + 1, plen, "payload", pbuf, &payload, err, errlen)) != 0)
+        return rc;
 
     /* SDK: parameterizedBotFrameworkAuthentication.ts routes skill tokens first (and then
      * refuses them without a claims validator): so do we, before any key is looked up. */
-    if (is_skill_claim(payload)) {
-        rc = fail(BG_EAUTH_SKILL, err, errlen,
-                  "the token is a skill (bot-to-bot) token, which is not accepted");
-        goto out;
-    }
+    if (is_skill_claim(&payload))
+        return fail(BG_EAUTH_SKILL, err, errlen,
+                    "the token is a skill (bot-to-bot) token, which is not accepted");
     /* The issuer decides the key set before the signature is checked, as the SDK's
      * hasAllowedIssuer does: a channel-issued token is never verified with the Emulator's
      * (AAD) keys, which sign for any AAD application. */
-    const char *iss = member_string(payload, "iss");
+    const char *iss = jwt_string(&payload, "iss");
     int emulator = 0;
-    if (iss == NULL) {
-        rc = fail(BG_EAUTH_ISSUER, err, errlen, "the token has no iss string");
-        goto out;
-    }
+    if (iss == NULL)
+        return fail(BG_EAUTH_ISSUER, err, errlen, "the token has no iss string");
     if (strcmp(iss, p->issuer) != 0) {
-        if (!is_emulator_issuer(p, iss)) {
-            rc = fail(BG_EAUTH_ISSUER, err, errlen, "the token's iss is not %s", p->issuer);
-            goto out;
-        }
-        if (!p->allow_emulator) {
-            rc = fail(BG_EAUTH_EMULATOR, err, errlen,
-                      "the token is an Emulator token and auth.allow_emulator is off");
-            goto out;
-        }
+        if (!is_emulator_issuer(p, iss))
+            return fail(BG_EAUTH_ISSUER, err, errlen, "the token's iss is not %s", p->issuer);
+        if (!p->allow_emulator)
+            return fail(BG_EAUTH_EMULATOR, err, errlen,
+                        "the token is an Emulator token and auth.allow_emulator is off");
         emulator = 1;
     }
+    const char *which = emulator ? "Emulator" : "channel";
     const bg_keyset *ks = emulator ? emulator_keys : channel_keys;
-    if (ks == NULL || ks->n == 0) {
-        rc = fail(BG_EKEYS, err, errlen, "no %s signing keys are loaded",
-                  emulator ? "Emulator" : "channel");
-        goto out;
-    }
+    if (ks == NULL || ks->n == 0)
+        return fail(BG_EKEYS, err, errlen, "no %s signing keys are loaded", which);
     const st_bg_jwk *k = keyset_find(ks, kid);
-    if (k == NULL) {
-        rc = fail(BG_EAUTH_UNKNOWN_KID, err, errlen, "kid \"%s\" is not among the %s keys",
-                  printable(kidbuf, kid), emulator ? "Emulator" : "channel");
-        goto out;
-    }
-    if (!k->usable) {
-        rc = fail(BG_EAUTH_BAD_KEY, err, errlen, "kid \"%s\": %s", printable(kidbuf, kid),
-                  k->unusable);
-        goto out;
-    }
+    if (k == NULL)
+        return fail(BG_EAUTH_UNKNOWN_KID, err, errlen, "kid \"%s\" is not among the %s keys",
+                    printable(kidbuf, kid), which);
+    if (!k->usable)
+        return fail(BG_EAUTH_BAD_KEY, err, errlen, "kid \"%s\": %s", printable(kidbuf, kid),
+                    k->unusable);
 
-    long sig_len = b64url_decode(dot2 + 1, slen, buf, sizeof(buf), 0);
-    if (sig_len < 0) {
-        rc = fail(BG_EAUTH_MALFORMED, err, errlen, "the token's signature is not base64url");
-        goto out;
-    }
-    int ok = verify_signature(ks, k, alg, token, (size_t)(dot2 - token), buf, (size_t)sig_len);
-    if (ok < 0) {
-        rc = fail(BG_ENOMEM, err, errlen, "OpenSSL failed verifying the signature");
-        goto out;
-    }
-    if (!ok) {
-        rc = fail(BG_EAUTH_SIGNATURE, err, errlen, "the token's signature does not verify");
-        goto out;
-    }
+    /* The signature is the modulus' length; anything longer is refused undecoded. */
+    unsigned char sig[RSA_MAX_BITS / 8 + 3];
+    long sig_len =
+        slen / 4 * 3 > sizeof(sig) - 3 ? -2 : b64url_decode(dot2 + 1, slen, sig, sizeof(sig), 0);
+    if (sig_len == -1)
+        return fail(BG_EAUTH_MALFORMED, err, errlen, "the token's signature is not base64url");
+    int ok = sig_len < 0 ? 0
+                         : verify_signature(ks, k, alg, token, (size_t)(dot2 - token), sig,
+                                            (size_t)sig_len);
+    if (ok < 0)
+        return fail(BG_ENOMEM, err, errlen, "OpenSSL failed verifying the signature");
+    if (!ok)
+        return fail(BG_EAUTH_SIGNATURE, err, errlen, "the token's signature does not verify");
 
     /* SDK: the audience is one JSON string equal to the app id (see 5. above). */
-    const char *aud = member_string(payload, "aud");
-    if (aud == NULL || strcmp(aud, p->app_id) != 0) {
-        rc = fail(BG_EAUTH_AUDIENCE, err, errlen, "the token's aud is %s",
-                  json_object_get(payload, "aud") == NULL ? "missing"
-                  : aud == NULL                           ? "not a string"
-                                                          : "not this bot's app id");
-        goto out;
-    }
+    const char *aud = jwt_string(&payload, "aud");
+    if (aud == NULL || strcmp(aud, p->app_id) != 0)
+        return fail(BG_EAUTH_AUDIENCE, err, errlen, "the token's aud is %s",
+                    jwt_get(&payload, "aud") == NULL ? "missing"
+                    : aud == NULL                    ? "not a string"
+                                                     : "not this bot's app id");
     if (emulator) {
         /* emulatorValidation.ts: ver is required; "1.0" carries the app id in appid, "2.0"
          * in azp; any other version is refused. */
-        const char *ver = member_string(payload, "ver");
-        const char *app = NULL;
-        if (ver != NULL && strcmp(ver, "1.0") == 0)
-            app = member_string(payload, "appid");
-        else if (ver != NULL && strcmp(ver, "2.0") == 0)
-            app = member_string(payload, "azp");
-        else {
-            rc = fail(BG_EAUTH_APPID, err, errlen,
-                      "the Emulator token's ver is not \"1.0\" or \"2.0\"");
-            goto out;
-        }
-        if (app == NULL || strcmp(app, p->app_id) != 0) {
-            rc = fail(BG_EAUTH_APPID, err, errlen,
-                      "the Emulator token's %s is not this bot's app id",
-                      ver[0] == '1' ? "appid" : "azp");
-            goto out;
-        }
+        const char *ver = jwt_string(&payload, "ver");
+        int v1 = ver != NULL && strcmp(ver, "1.0") == 0, v2 = ver != NULL && !strcmp(ver, "2.0");
+        if (!v1 && !v2)
+            return fail(BG_EAUTH_APPID, err, errlen,
+                        "the Emulator token's ver is not \"1.0\" or \"2.0\"");
+        const char *app = jwt_string(&payload, v1 ? "appid" : "azp");
+        if (app == NULL || strcmp(app, p->app_id) != 0)
+            return fail(BG_EAUTH_APPID, err, errlen,
+                        "the Emulator token's %s is not this bot's app id", v1 ? "appid" : "azp");
     }
 
     int have_exp, have_nbf;
+    int64_t exp, nbf;
     /* SDK: jsonwebtoken accepts a token without exp; we do not (1. above). */
-    if (numeric_date(payload, "exp", 0, &claims->exp, &have_exp) != 0 || !have_exp) {
-        rc = fail(BG_EAUTH_NO_EXP, err, errlen, "the token's exp is %s",
-                  have_exp ? "not a number" : "missing");
-        goto out;
-    }
-    if (numeric_date(payload, "nbf", 1, &claims->nbf, &have_nbf) != 0) {
-        rc = fail(BG_EAUTH_MALFORMED, err, errlen, "the token's nbf is not a number");
-        goto out;
-    }
-    claims->emulator = emulator;
-    memcpy(claims->kid, k->kid, sizeof(claims->kid));
-    memcpy(claims->key_fingerprint, k->fingerprint, sizeof(claims->key_fingerprint));
+    if (numeric_date(&payload, "exp", 0, &exp, &have_exp) != 0 || !have_exp)
+        return fail(BG_EAUTH_NO_EXP, err, errlen, "the token's exp is %s",
+                    have_exp ? "not a number" : "missing");
+    if (numeric_date(&payload, "nbf", 1, &nbf, &have_nbf) != 0)
+        return fail(BG_EAUTH_MALFORMED, err, errlen, "the token's nbf is not a number");
+
     /* The claim is exactly "serviceurl" (AuthenticationConstants.ServiceUrlClaim): a
      * "serviceUrl" claim is another claim and does not count. A non-string is as absent;
      * bg_auth_check_request refuses both. Emulator tokens carry none. */
-    const char *su = emulator ? NULL : member_string(payload, "serviceurl");
+    const char *su = emulator ? NULL : jwt_string(&payload, "serviceurl");
     if (su != NULL && (claims->service_url = strdup(su)) == NULL)
-        rc = fail(BG_ENOMEM, err, errlen, "out of memory");
-out:
-    json_decref(header);
-    json_decref(payload);
-    if (rc != 0)
-        bg_auth_claims_clear(claims);
-    return rc;
+        return fail(BG_ENOMEM, err, errlen, "out of memory");
+    claims->exp = exp;
+    claims->nbf = nbf;
+    claims->emulator = emulator;
+    memcpy(claims->kid, k->kid, sizeof(claims->kid));
+    memcpy(claims->key_fingerprint, k->fingerprint, sizeof(claims->key_fingerprint));
+    return 0;
 }
 
 /* 1 when the key endorses channel_id: an exact, case-sensitive match, as the SDKs' own. */

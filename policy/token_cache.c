@@ -20,7 +20,8 @@
  *
  * The key is the digest, not the token: the cache keeps no bearer credential in memory
  * after the request, and every key has the same 32-byte size. Pure: the time comes in as
- * a parameter.
+ * a parameter. Not locked: a get reorders the list, so one cache belongs to one thread
+ * (botgate runs one event loop).
  */
 #include "botgate/auth.h"
 #include "botgate/error.h"
@@ -50,7 +51,8 @@ struct bg_token_cache {
 /*
  * A cache for at most `capacity` tokens. Capacity 0 makes a cache that stores nothing
  * (every get misses): caching off, with no special case in the caller. The bucket array
- * is allocated here, the entries as tokens arrive. NULL when out of memory or when the
+ * is allocated here (8 bytes a place; calloc leaves the pages of a large one untouched
+ * until entries land in them), the entries as tokens arrive. NULL when out of memory or when the
  * capacity is too large to index.
  */
 bg_token_cache *

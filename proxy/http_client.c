@@ -22,7 +22,7 @@ struct bg_http {
     h2o_loop_t *loop;
     CURLM *multi;
     bg_timer timer;
-    STACK_OF(X509) *extra_cas;
+    STACK_OF(X509) * extra_cas;
     h2o_linklist_t calls; /* every call in flight, for bg_http_free */
 };
 
@@ -302,8 +302,7 @@ bg_http_cancel(bg_http_call *call)
     call_free(call);
 }
 
-static STACK_OF(X509) *
-read_cas(const char *path, char *err, size_t errlen)
+static STACK_OF(X509) * read_cas(const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL) {

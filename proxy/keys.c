@@ -20,7 +20,7 @@
 #define KID_REFRESH_MIN_INTERVAL_MS 60000
 
 /* The Emulator's keys: Azure AD's common v2 metadata, as the SDKs use. */
-#define EMULATOR_METADATA_URL                                                                  \
+#define EMULATOR_METADATA_URL                                                                      \
     "https://login.microsoftonline.com/botframework.com/v2.0/.well-known/openid-configuration"
 
 struct st_waiter {

@@ -73,16 +73,13 @@ check_readable(const char *key, const char *path, char *err, size_t errlen)
 
 /*
  * Keys that are read and checked already but whose module is not built yet. Ignoring a
- * source allowlist or a Sentinel set-up would fail open or against the wrong Redis, so
- * such a configuration is refused rather than half-obeyed.
+ * Sentinel set-up would run against the wrong Redis, so such a configuration is refused
+ * rather than half-obeyed.
  */
 static int
 check_not_yet_built(const bg_config *cfg, char *err, size_t errlen)
 {
-    const char *key = cfg->redis.sentinels.n > 0          ? "redis.sentinels (issue #7)"
-                      : cfg->policy.allow_cidrs.n > 0     ? "policy.allow_cidrs (issue #9)"
-                      : cfg->policy.trusted_proxies.n > 0 ? "policy.trusted_proxies (issue #9)"
-                                                          : NULL;
+    const char *key = cfg->redis.sentinels.n > 0 ? "redis.sentinels (issue #7)" : NULL;
     if (key == NULL)
         return 0;
     snprintf(err, errlen, "%s: not supported by this build yet; leave it empty", key);

@@ -46,8 +46,7 @@ fuzz_cstr(const uint8_t *data, size_t n)
 
 /* Splits [data, data + n) at the first '\n': the part before it, and after it (or none). */
 static inline void
-fuzz_split(const uint8_t *data, size_t n, size_t *first_len, const uint8_t **rest,
-           size_t *rest_len)
+fuzz_split(const uint8_t *data, size_t n, size_t *first_len, const uint8_t **rest, size_t *rest_len)
 {
     const uint8_t *nl = memchr(data, '\n', n);
     *first_len = nl != NULL ? (size_t)(nl - data) : n;

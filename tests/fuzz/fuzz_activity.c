@@ -29,9 +29,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(rc == 0 || rc == BG_EJSON || rc == BG_EACTIVITY || rc == BG_ENOMEM);
     if (rc == 0) {
         FUZZ_CHECK(act.type != NULL && act.type[0] != '\0');
-        size_t total = field_len(act.id) + field_len(act.channel_id) +
-                       field_len(act.service_url) + field_len(act.conversation_id) +
-                       field_len(act.delivery_mode) + field_len(act.tenant_id);
+        size_t total = field_len(act.id) + field_len(act.channel_id) + field_len(act.service_url) +
+                       field_len(act.conversation_id) + field_len(act.delivery_mode) +
+                       field_len(act.tenant_id);
         FUZZ_CHECK(total < size); /* every field's bytes came out of the body */
         bg_activity_clear(&act);
     } else {

@@ -106,8 +106,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bg_cidr_list trusted = {n_trusted, trusted_v};
 
     /* The peer: one of four fixed ones, or the fuzzed entry's own address. */
-    static const char *const peers[] = {"::ffff:10.0.0.1", "2001:db8:ffff::1", "::ffff:198.51.100.1",
-                                        "2001:db8:1::1"};
+    static const char *const peers[] = {"::ffff:10.0.0.1", "2001:db8:ffff::1",
+                                        "::ffff:198.51.100.1", "2001:db8:1::1"};
     uint8_t peer_addr[16];
     if ((flags & 4) != 0 && parsed == 0)
         memcpy(peer_addr, entry.addr, 16);

@@ -93,8 +93,8 @@ static int
 check(const bg_auth_params *p, const bg_auth_claims *c)
 {
     char err[256];
-    const char *url = c->service_url != NULL && c->service_url[0] != '\0' ? c->service_url
-                                                                           : CHANNEL_URL;
+    const char *url =
+        c->service_url != NULL && c->service_url[0] != '\0' ? c->service_url : CHANNEL_URL;
     int rc = bg_auth_check_request(p, channel_keys, emulator_keys, c, url, "msteams", NOW, err,
                                    sizeof(err));
     FUZZ_CHECK(rc == 0 || auth_code(rc));

@@ -17,17 +17,19 @@ cc=${CC_FUZZ:-clang-14}
 build=${FUZZ_BUILD:-build-fuzz}
 
 command -v "$cc" >/dev/null || { echo "fuzz: $cc not found (bash scripts/deps.sh fuzz)" >&2; exit 2; }
+mkdir -p "$build/fuzz"
 cmake -S . -B "$build" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DBOTGATE_FUZZ=ON >"$build.configure.log" 2>&1 ||
-  { cat "$build.configure.log" >&2; exit 2; }
-rm -f "$build.configure.log"
+  -DBOTGATE_FUZZ=ON >"$build/fuzz/configure.log" 2>&1 ||
+  { cat "$build/fuzz/configure.log" >&2; exit 2; }
 targets=${FUZZ_TARGETS:-$(cd tests/fuzz && ls fuzz_*.c | sed 's/^fuzz_//; s/\.c$//')}
 build_targets=$(for t in $targets; do printf 'fuzz_%s ' "$t"; done)
 # shellcheck disable=SC2086 # one word per target
 cmake --build "$build" -j "$(nproc)" --target $build_targets >/dev/null ||
   { cmake --build "$build" -j 1 --target $build_targets >&2; exit 2; }
 
+passed=0
 failed=0
+echo "fuzz: each target for ${seconds}s"
 printf '%-10s %8s %12s %10s %8s  %s\n' target seconds executions 'exec/s' corpus result
 for t in $targets; do
   bin="$build/tests/fuzz/fuzz_$t"
@@ -47,21 +49,20 @@ for t in $targets; do
   units=$(ls "$work" | wc -l)
   if [ "$rc" -eq 0 ]; then
     result=ok
+    passed=$((passed + 1))
   else
     result="FAILED (exit $rc)"
-    failed=1
+    failed=$((failed + 1))
   fi
   printf '%-10s %8s %12s %10s %8s  %s\n' "$t" "$seconds" "${execs:-?}" "${rate:-?}" "$units" "$result"
   if [ "$rc" -ne 0 ]; then
     grep -E 'ERROR|SUMMARY|property failed|Test unit written|runtime error' "$log" | head -20 >&2 || true
     echo "  full log: $log" >&2
     for a in "$artifacts"*; do
-      [ -f "$a" ] && echo "  reproduce: $bin $a" >&2
+      if [ -f "$a" ]; then echo "  reproduce: $bin $a" >&2; fi
     done
   fi
 done
-if [ "$failed" -ne 0 ]; then
-  echo "fuzz: FAILED" >&2
-  exit 1
-fi
-echo "fuzz: all targets ran ${seconds}s without a finding"
+# The closing line in the form CI reads: one target = one test.
+echo "fuzz: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

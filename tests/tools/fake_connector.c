@@ -89,7 +89,8 @@ die(const char *fmt, ...)
 static char *
 join(char *out, const char *dir, const char *name)
 {
-    snprintf(out, PATH_CAP, "%s/%s", dir, name);
+    if ((size_t)snprintf(out, PATH_CAP, "%s/%s", dir, name) >= PATH_CAP)
+        die("path too long: %s/%s", dir, name);
     return out;
 }
 

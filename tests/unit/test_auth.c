@@ -895,6 +895,174 @@ test_token_over_limit(void **state)
     free(extra);
 }
 
+/*
+ * The token's JSON reader (policy/auth.c) against jansson with JSON_REJECT_DUPLICATES:
+ * each payload below, in a token with a good header, must be refused as malformed exactly
+ * when jansson refuses it or it is not an object. Accepted payloads carry no iss, so they
+ * stop at bad_issuer.
+ */
+static int
+verify_raw_payload(const char *payload, size_t len)
+{
+    const char header[] = "{\"alg\":\"RS256\",\"kid\":\"k2\"}";
+    char *h = bgt_b64url_encode((const unsigned char *)header, sizeof(header) - 1);
+    char *pl = bgt_b64url_encode((const unsigned char *)payload, len);
+    char tok[BG_AUTH_MAX_TOKEN + 1];
+    int n = snprintf(tok, sizeof(tok), "%s.%s.AAAA", h, pl);
+    free(h);
+    free(pl);
+    assert_true(n > 0 && (size_t)n < sizeof(tok));
+    bg_auth_claims c;
+    return bg_auth_verify_token(&params, channel_keys, emulator_keys, tok, (size_t)n, &c, NULL, 0);
+}
+
+static void
+test_json_reader_agrees_with_jansson(void **state)
+{
+    (void)state;
+    static const char *const cases[] = {
+        "{}",
+        " \t\r\n{ \"a\" : 1 } \n",
+        "{\"a\":1,}",
+        "{,}",
+        "{\"a\":1 \"b\":2}",
+        "{'a':1}",
+        "{a:1}",
+        "{\"a\"}",
+        "{\"a\":}",
+        "{",
+        "",
+        " ",
+        "[1]",
+        "\"s\"",
+        "1",
+        "null",
+        "{\"a\":1}x",
+        "{\"a\":1}{}",
+        "{\f}",
+        "{\"a\":[1,2.5e3,-0,true,false,null,{\"b\":\"c\"},[]]}",
+        "{\"a\":[1,]}",
+        "{\"a\":[,1]}",
+        "{\"a\":{\"b\"}}",
+        "{\"a\":{\"b\":1,}}",
+        "{\"a\":[}",
+        /* numbers */
+        "{\"a\":01}",
+        "{\"a\":-01}",
+        "{\"a\":00}",
+        "{\"a\":1.}",
+        "{\"a\":.5}",
+        "{\"a\":-}",
+        "{\"a\":1e}",
+        "{\"a\":1e+}",
+        "{\"a\":1E+2}",
+        "{\"a\":+1}",
+        "{\"a\":-0.0e-0}",
+        "{\"a\":0e5}",
+        "{\"a\":1.5E-3}",
+        "{\"a\":9223372036854775807}",
+        "{\"a\":9223372036854775808}",
+        "{\"a\":-9223372036854775808}",
+        "{\"a\":-9223372036854775809}",
+        "{\"a\":99999999999999999999999}",
+        "{\"a\":1e400}",
+        "{\"a\":-1e400}",
+        "{\"a\":1e-400}",
+        "{\"a\":[99999999999999999999]}",
+        "{\"a\":[1e999]}",
+        ("{\"a\":1.00000000000000000000000000000000000000000000000000000000000000000000000000000"
+         "0000000000000000000000000000000000000000000000000000000000000000000001}"),
+        "{\"a\":0x10}",
+        "{\"a\":Infinity}",
+        "{\"a\":NaN}",
+        "{\"a\":1 2}",
+        /* literals */
+        "{\"a\":tru}",
+        "{\"a\":True}",
+        "{\"a\":nul}",
+        "{\"a\":nulls}",
+        "{\"a\":falsey}",
+        /* escapes */
+        "{\"a\":\"\\u0000\"}",
+        "{\"a\\u0000\":1}",
+        "{\"a\":\"\\ud800\"}",
+        "{\"a\":\"\\udc00\"}",
+        "{\"a\":\"\\ud83d\\udc4b\"}",
+        "{\"a\":\"\\uD83D\\uDC4B\"}",
+        "{\"a\":\"\\ud83d\\u0041\"}",
+        "{\"a\":\"\\ud83d\"}",
+        "{\"a\":\"\\ud83d\\\"}",
+        "{\"a\":\"\\x41\"}",
+        "{\"a\":\"\\'\"}",
+        "{\"a\":\"\\u12\"}",
+        "{\"a\":\"\\u12G4\"}",
+        "{\"a\":\"\\/\\b\\f\\n\\r\\t\\\\\\\"\"}",
+        "{\"a\":\"\\\"}",
+        "{\"a\":\"\\u00e9\\u20ac\"}",
+        "{\"a\":\"unterminated}",
+        /* raw bytes in strings */
+        "{\"a\":\"\x01\"}",
+        "{\"a\":\"\t\"}",
+        "{\"a\":\"\x7f\"}",
+        "{\"a\":\"\xc0\xaf\"}",
+        "{\"a\":\"\xed\xa0\x80\"}",
+        "{\"a\":\"\xf4\x90\x80\x80\"}",
+        "{\"a\":\"\xe2\x82\"}",
+        "{\"a\":\"\x80\"}",
+        "{\"a\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"}",
+        "{\"a\":\"\xf8\"}",
+        "{\"\xc3\xa9\":1}",
+        "{\"a\":1}\xc3\xa9",
+        "\xef\xbb\xbf{}",
+        /* duplicates at the top level, also after decoding */
+        "{\"a\":1,\"a\":2}",
+        "{\"a\":1,\"\\u0061\":2}",
+        "{\"a\":1,\"A\":2}",
+        "{\"\":1,\"\":2}",
+        /* nesting */
+        "{\"a\":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]}",
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_error_t jerr;
+        json_t *j = json_loads(cases[i], JSON_REJECT_DUPLICATES, &jerr);
+        int jansson_ok = j != NULL && json_is_object(j);
+        json_decref(j);
+        int rc = verify_raw_payload(cases[i], strlen(cases[i]));
+        if ((rc != BG_EAUTH_MALFORMED) != jansson_ok)
+            fail_msg("case %zu %s: rc %d, jansson %s", i, cases[i], rc,
+                     jansson_ok ? "accepts" : "refuses");
+    }
+    /* a raw NUL byte, inside a string and outside */
+    assert_int_equal(verify_raw_payload("{\"a\":\"x\0y\"}", 11), BG_EAUTH_MALFORMED);
+    assert_int_equal(verify_raw_payload("{\"a\":1}\0", 8), BG_EAUTH_MALFORMED);
+    /* The two documented differences: a duplicate inside a nested object is not looked
+     * for (nothing nested is read), and nesting stops at 32 levels. */
+    assert_int_equal(verify_raw_payload("{\"a\":{\"b\":1,\"b\":2}}", 19), BG_EAUTH_ISSUER);
+    char deep[128];
+    memset(deep, 0, sizeof(deep));
+    strcpy(deep, "{\"a\":");
+    for (int i = 0; i < 40; i++)
+        strcat(deep, "[");
+    for (int i = 0; i < 40; i++)
+        strcat(deep, "]");
+    strcat(deep, "}");
+    assert_int_equal(verify_raw_payload(deep, strlen(deep)), BG_EAUTH_MALFORMED);
+}
+
+/* Claims are read after decoding: escaped names and values count as what they denote. */
+static void
+test_json_escapes_in_claims(void **state)
+{
+    (void)state;
+    bgt_mint m = channel_mint(&k2);
+    m.payload_json = "{\"\\u0069ss\":\"https:\\/\\/api.botframework.com\",\"aud\":\"" APP
+                     "\",\"serviceurl\":\"" SU "\",\"\\u0065xp\":1750003600}";
+    assert_int_equal(full_m(&m, "webchat"), 0);
+    m.payload_json = "{\"iss\":\"" ISS "\",\"aud\":\"" APP "\",\"serviceurl\":\"" SU
+                     "\",\"exp\":1750003600,\"e\\u0078p\":1}";
+    assert_int_equal(verify_m(&m), BG_EAUTH_MALFORMED); /* exp twice */
+}
+
 /* ---- Emulator tokens ---------------------------------------------------------------- */
 
 static void
@@ -1416,6 +1584,8 @@ main(void)
         cmocka_unit_test(test_header_or_payload_not_json),
         cmocka_unit_test(test_duplicate_claims),
         cmocka_unit_test(test_token_over_limit),
+        cmocka_unit_test(test_json_reader_agrees_with_jansson),
+        cmocka_unit_test(test_json_escapes_in_claims),
         cmocka_unit_test(test_emulator_off),
         cmocka_unit_test(test_emulator_v1_appid),
         cmocka_unit_test(test_emulator_v2_azp),

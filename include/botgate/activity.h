@@ -27,8 +27,10 @@ typedef struct bg_activity {
  * `type` is missing or empty; BG_ENOMEM; BG_EINVAL when act is NULL or body is NULL with
  * len > 0. On error writes a sentence naming the field into err (may be NULL; cut to
  * errlen on a character boundary; 160 bytes always suffice) and leaves act empty. Fields
- * present but JSON null count as absent. A key given twice counts with its last value, as
- * JSON.parse does in the bot. act is overwritten, not freed: clear one before reusing it.
+ * present but JSON null count as absent. A key given twice anywhere in the body is
+ * BG_EJSON: parsers disagree on which copy counts (first, last, error), and botgate must
+ * never read a different serviceUrl than the bot. act is overwritten, not freed: clear
+ * one before reusing it.
  */
 int bg_activity_parse(bg_activity *act, const char *body, size_t len, char *err, size_t errlen);
 

@@ -204,6 +204,10 @@ extract(bg_activity *act, json_t *root, char *err, size_t errlen)
     if ((rc = get_string(root, "deliveryMode", "deliveryMode", &act->delivery_mode, err, errlen)) !=
         0)
         return rc;
+    /* An invoke's name picks its synchronous deadline (composeExtension/...); only the
+     * top-level one: from.name and conversation.name are people's and chats' names. */
+    if ((rc = get_string(root, "name", "name", &act->name, err, errlen)) != 0)
+        return rc;
 
     json_t *conversation;
     if ((rc = get_object(root, "conversation", "conversation", &conversation, err, errlen)) != 0)
@@ -238,7 +242,7 @@ extract(bg_activity *act, json_t *root, char *err, size_t errlen)
 /*
  * Parses body and fills act (see activity.h). act is overwritten, not freed first: call
  * bg_activity_clear() before reusing one. The parse happens in one pass over at most len
- * bytes; the tree lives only for this call, and act keeps owned copies of five or six short
+ * bytes; the tree lives only for this call, and act keeps owned copies of at most eight short
  * strings, so the caller can drop the body whenever it likes.
  */
 int
@@ -289,6 +293,7 @@ bg_activity_clear(bg_activity *act)
     free(act->service_url);
     free(act->conversation_id);
     free(act->delivery_mode);
+    free(act->name);
     free(act->tenant_id);
     memset(act, 0, sizeof(*act));
 }

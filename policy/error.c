@@ -50,6 +50,9 @@ static const struct {
     {BG_EREDIS_ERROR, 503, "queue_error", "the queue (Redis) refused the write"},
     {BG_EREPLICA, 503, "replica_ack_missing", "too few Redis replicas confirmed the write"},
     {BG_ESHUTDOWN, 503, "shutting_down", "botgate is shutting down"},
+    {BG_EQUEUE_FULL, 503, "queue_full", "the queue holds redis.maxlen activities"},
+    {BG_EBOT_TIMEOUT, 504, "bot_timeout", "the bot did not answer within the deadline"},
+    {BG_EBOT_UNAVAILABLE, 502, "bot_unavailable", "the bot could not be reached"},
     {BG_EENTRY, 500, "bad_entry", "a queue entry could not be decoded"},
 };
 

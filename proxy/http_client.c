@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 struct bg_http {
@@ -37,6 +38,8 @@ struct bg_http_call {
     size_t answer_len, answer_cap, max_body;
     int too_large;
     char error[CURL_ERROR_SIZE];
+    char content_type[128];
+    char retry_after[64];
     h2o_linklist_t link;
 };
 
@@ -197,12 +200,42 @@ reap(bg_http *http)
         res.tls_us = info_us(call->easy, CURLINFO_APPCONNECT_TIME_T);
         res.first_byte_us = info_us(call->easy, CURLINFO_STARTTRANSFER_TIME_T);
         res.total_us = info_us(call->easy, CURLINFO_TOTAL_TIME_T);
+        res.content_type = call->content_type[0] != '\0' ? call->content_type : NULL;
+        res.retry_after = call->retry_after[0] != '\0' ? call->retry_after : NULL;
         res.body = call->answer != NULL ? call->answer : "";
         res.body_len = call->answer_len;
         h2o_linklist_unlink(&call->link);
         call->cb(&res, call->data);
         call_free(call);
     }
+}
+
+/* Keeps the two answer headers callers act on; a later answer (after a 100 Continue or a
+ * redirect) replaces an earlier one's. */
+static size_t
+on_header(char *p, size_t size, size_t n, void *userp)
+{
+    bg_http_call *call = userp;
+    size_t len = size * n, vlen;
+    char *dst = NULL;
+    size_t cap = 0;
+    if (len > 13 && strncasecmp(p, "content-type:", 13) == 0) {
+        p += 13, len -= 13, dst = call->content_type, cap = sizeof(call->content_type);
+    } else if (len > 12 && strncasecmp(p, "retry-after:", 12) == 0) {
+        p += 12, len -= 12, dst = call->retry_after, cap = sizeof(call->retry_after);
+    } else if (len > 5 && strncmp(p, "HTTP/", 5) == 0) {
+        call->content_type[0] = call->retry_after[0] = '\0';
+    }
+    if (dst != NULL) {
+        while (len > 0 && (*p == ' ' || *p == '\t'))
+            p++, len--;
+        while (len > 0 && (p[len - 1] == '\r' || p[len - 1] == '\n' || p[len - 1] == ' '))
+            len--;
+        vlen = len < cap - 1 ? len : cap - 1;
+        memcpy(dst, p, vlen);
+        dst[vlen] = '\0';
+    }
+    return size * n;
 }
 
 static size_t
@@ -267,6 +300,8 @@ bg_http_start(bg_http *http, const bg_http_request *req, bg_http_cb cb, void *da
     curl_easy_setopt(e, CURLOPT_PRIVATE, call);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, call);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->error);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);

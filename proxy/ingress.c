@@ -18,6 +18,7 @@
  * answers only while op->req is still set.
  */
 #include "botgate/activity.h"
+#include "botgate/delivery.h"
 #include "botgate/entry.h"
 #include "botgate/error.h"
 #include "botgate/log.h"
@@ -37,6 +38,8 @@ struct st_ingress_op {
     h2o_req_t *req; /* NULL once h2o disposed the request */
     bg_server *server;
     int refs;
+    bg_http_call *sync_call; /* a synchronous proxy call in flight */
+    h2o_linklist_t sync_link;
     bg_activity act;
     const char *token; /* in req's headers: valid while req is; NULL = none sent */
     size_t token_len;
@@ -172,6 +175,97 @@ refuse(h2o_req_t *req, int err, const char *detail)
     return 0;
 }
 
+/*
+ * A synchronous activity (an invoke, deliveryMode expectReplies): the channel waits for
+ * the bot's own answer, so it is proxied to the bot at once, with a deadline under the
+ * Connector's 15 s, and the bot's status, Content-Type and body are passed back. Past the
+ * deadline the caller gets policy.sync_fallback_status with a JSON error.
+ */
+static void
+on_sync_answer(const bg_http_result *res, void *data)
+{
+    struct st_ingress_op *op = data;
+    h2o_linklist_unlink(&op->sync_link);
+    op->sync_call = NULL;
+    op->server->inflight--;
+    h2o_req_t *req = op->req;
+    if (req != NULL) {
+        if (res->curl_code == CURLE_OPERATION_TIMEDOUT) {
+            bg_log_warn("ingress", "synchronous %s: the bot missed the %s deadline", op->act.type,
+                        op->act.name != NULL ? op->act.name : "");
+            bg_respond_error(req, BG_EBOT_TIMEOUT, NULL);
+            req->res.status = op->server->cfg->policy.sync_fallback_status;
+        } else if (res->curl_code != CURLE_OK) {
+            bg_log_warn("ingress", "synchronous %s: the bot is unreachable: %s", op->act.type,
+                        res->error);
+            bg_respond_error(req, BG_EBOT_UNAVAILABLE, NULL);
+        } else {
+            req->res.status = (int)res->status;
+            req->res.reason = "";
+            req->res.content_length = res->body_len;
+            if (res->content_type != NULL)
+                h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                               res->content_type, strlen(res->content_type));
+            h2o_send_inline(req, res->body, res->body_len);
+        }
+    }
+    op_release(op);
+}
+
+static void
+proxy_sync(struct st_ingress_op *op)
+{
+    bg_server *server = op->server;
+    const bg_config *cfg = server->cfg;
+    h2o_req_t *req = op->req;
+    const char *lines[BG_ENTRY_MAX_HEADERS + 1];
+    size_t n = 0;
+    for (size_t i = 0; i < req->headers.size && n < BG_ENTRY_MAX_HEADERS; i++) {
+        const h2o_header_t *h = req->headers.entries + i;
+        if (!is_forwarded_header(h->name))
+            continue;
+        char *line = h2o_mem_alloc_pool(&req->pool, h->name->len + h->value.len + 3);
+        sprintf(line, "%.*s: %.*s", (int)h->name->len, h->name->base, (int)h->value.len,
+                h->value.base);
+        lines[n++] = line;
+    }
+    lines[n] = NULL;
+    int deadline =
+        bg_delivery_sync_deadline_ms(op->act.type, op->act.name, cfg->policy.sync_deadline_ms,
+                                     cfg->policy.sync_compose_deadline_ms);
+    bg_http_request hr = {.method = "POST",
+                          .url = cfg->bot.url,
+                          .headers = lines,
+                          .body = req->entity.base != NULL ? req->entity.base : "",
+                          .body_len = req->entity.len,
+                          .timeout_ms = deadline,
+                          .max_body = 4 << 20};
+    op->sync_call = bg_http_start(server->http, &hr, on_sync_answer, op);
+    if (op->sync_call == NULL) {
+        refuse(req, BG_ENOMEM, NULL);
+        return;
+    }
+    op->refs++;
+    server->inflight++;
+    h2o_linklist_insert(&server->sync_calls, &op->sync_link);
+}
+
+void
+bg_ingress_cancel_sync(bg_server *server)
+{
+    while (!h2o_linklist_is_empty(&server->sync_calls)) {
+        struct st_ingress_op *op =
+            H2O_STRUCT_FROM_MEMBER(struct st_ingress_op, sync_link, server->sync_calls.next);
+        h2o_linklist_unlink(&op->sync_link);
+        bg_http_cancel(op->sync_call);
+        op->sync_call = NULL;
+        server->inflight--;
+        if (op->req != NULL)
+            bg_respond_error(op->req, BG_ESHUTDOWN, NULL);
+        op_release(op);
+    }
+}
+
 /* Stores the authenticated activity; the answer comes from on_stored. */
 static void
 enqueue(struct st_ingress_op *op)
@@ -211,6 +305,18 @@ is_blank(const char *s)
 }
 
 static void authenticate(struct st_ingress_op *op);
+
+/* Queued, or proxied at once when the channel waits for the bot's answer. */
+static void
+route(struct st_ingress_op *op)
+{
+    const bg_config *cfg = op->server->cfg;
+    if (bg_delivery_is_sync(op->act.type, op->act.delivery_mode, cfg->policy.sync_types.v,
+                            cfg->policy.sync_types.n))
+        proxy_sync(op);
+    else
+        enqueue(op);
+}
 
 static void
 on_keys(void *data)
@@ -256,7 +362,7 @@ authenticate(struct st_ingress_op *op)
                    "authentication is off (no auth.app_id): send no Authorization header");
             return;
         }
-        enqueue(op);
+        route(op);
         return;
     }
     if (op->token == NULL) {
@@ -309,7 +415,7 @@ authenticate(struct st_ingress_op *op)
         refuse(req, rc, why);
         return;
     }
-    enqueue(op);
+    route(op);
 }
 
 /* policy.allow_cidrs, with the client taken from X-Forwarded-For behind a trusted proxy. */

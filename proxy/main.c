@@ -2,6 +2,7 @@
  * The botgate command line.
  *
  *   botgate serve [-c FILE]   run the sidecar (configuration: FILE, then the environment)
+ *   botgate dlq list|replay|drop ...   the dead-letter stream (proxy/dlq.c)
  *   botgate version           print the version
  *
  * Exit status: 0 after an orderly stop, 2 for a bad command line or configuration (the
@@ -9,6 +10,7 @@
  */
 #include "botgate/config.h"
 #include "botgate/devcert.h"
+#include "botgate/dlq.h"
 #include "botgate/error.h"
 #include "botgate/log.h"
 #include "botgate/private_redis.h"
@@ -28,11 +30,18 @@ extern char **environ;
 static void
 usage(FILE *out)
 {
-    fprintf(out, "usage: botgate serve [-c FILE]\n"
+    fprintf(out, "usage: botgate serve [-c FILE] [--role ingress|dispatcher|all]\n"
+                 "       botgate dlq list [--limit N] [--json] [-c FILE]\n"
+                 "       botgate dlq replay ID|--all [-c FILE]\n"
+                 "       botgate dlq drop ID|--all [-c FILE]\n"
                  "       botgate version\n"
                  "\n"
                  "serve    run the sidecar; FILE is YAML (see conf/botgate.yaml), and every\n"
-                 "         key can be set by BOTGATE_<SECTION>_<KEY> in the environment\n"
+                 "         key can be set by BOTGATE_<SECTION>_<KEY> in the environment;\n"
+                 "         --role: accept and store only (ingress), deliver only\n"
+                 "         (dispatcher), or both (all, the default)\n"
+                 "dlq      list, replay (back to the queue) or drop dead-lettered activities\n"
+                 "         (botgate dlq help)\n"
                  "version  print the version\n");
 }
 
@@ -90,9 +99,23 @@ static int
 serve(int argc, char **argv)
 {
     const char *file = NULL;
+    bg_role role = BG_ROLE_ALL;
     for (int i = 0; i < argc; i++) {
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
             file = argv[++i];
+        } else if (strcmp(argv[i], "--role") == 0 && i + 1 < argc) {
+            const char *r = argv[++i];
+            if (strcmp(r, "all") == 0)
+                role = BG_ROLE_ALL;
+            else if (strcmp(r, "ingress") == 0)
+                role = BG_ROLE_INGRESS;
+            else if (strcmp(r, "dispatcher") == 0)
+                role = BG_ROLE_DISPATCHER;
+            else {
+                fprintf(stderr,
+                        "botgate serve: --role must be ingress, dispatcher or all, not '%s'\n", r);
+                return 2;
+            }
         } else {
             fprintf(stderr, "botgate serve: unexpected argument '%s'\n", argv[i]);
             usage(stderr);
@@ -155,7 +178,7 @@ serve(int argc, char **argv)
         free(cfg.redis.url);
         cfg.redis.url = strdup(private_redis.url);
     }
-    status = cfg.redis.url != NULL ? bg_server_run(&cfg, cert, key) : 1;
+    status = cfg.redis.url != NULL ? bg_server_run(&cfg, role, cert, key) : 1;
     bg_private_redis_stop(&private_redis);
 out:
     bg_config_free(&cfg);
@@ -177,6 +200,8 @@ main(int argc, char **argv)
         curl_global_cleanup();
         return status;
     }
+    if (strcmp(argv[1], "dlq") == 0)
+        return bg_dlq_run(argc - 2, argv + 2, environ);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("botgate %s\n", BOTGATE_VERSION);
         return 0;

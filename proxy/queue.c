@@ -14,14 +14,20 @@
  * It runs atomically, so "seen before?" and "append" cannot be separated by a crash or
  * by a concurrent writer from another pod: either both the entry and its marker exist,
  * or neither. The marker holds the entry id, so a repeat answers with the original id.
- * Returns {1, id} for a new entry, {0, id} for a repeat.
+ *
+ * The stream is a queue, not a log: the dispatcher deletes what it has delivered. So its
+ * length is the backlog, and redis.maxlen bounds it by refusing (503 queue_full, the
+ * Connector retries) rather than by trimming: MAXLEN would silently drop the oldest
+ * acknowledged activities that the bot has not received yet.
+ * Returns {1, id} for a new entry, {0, id} for a repeat, {-1, ""} when full.
  */
 static const char enqueue_script[] =
     "if #KEYS == 2 then\n"
     "  local seen = redis.call('GET', KEYS[2])\n"
     "  if seen then return {0, seen} end\n"
     "end\n"
-    "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'entry', ARGV[3])\n"
+    "if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return {-1, ''} end\n"
+    "local id = redis.call('XADD', KEYS[1], '*', 'entry', ARGV[3])\n"
     "if #KEYS == 2 then redis.call('SET', KEYS[2], id, 'EX', ARGV[2]) end\n"
     "return {1, id}\n";
 
@@ -96,6 +102,10 @@ on_script_reply(bg_redis *redis, redisReply *reply, int err, void *data)
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
         reply->element[0]->type != REDIS_REPLY_INTEGER) {
         put_finish(put, BG_EREDIS_ERROR);
+        return;
+    }
+    if (reply->element[0]->integer < 0) {
+        put_finish(put, BG_EQUEUE_FULL);
         return;
     }
     put->duplicate = reply->element[0]->integer == 0;

@@ -13,6 +13,7 @@
  * exits 0.
  */
 #include "botgate/server.h"
+#include "botgate/dispatcher.h"
 #include "botgate/error.h"
 #include "botgate/log.h"
 
@@ -158,7 +159,7 @@ run_while(bg_server *s, int (*cond)(bg_server *), uint64_t deadline_ms)
 static int
 has_inflight(bg_server *s)
 {
-    return s->inflight > 0;
+    return s->inflight > 0 || (s->dispatcher != NULL && bg_dispatcher_in_flight(s->dispatcher) > 0);
 }
 
 static int
@@ -200,8 +201,6 @@ setup_auth(bg_server *s, const bg_config *cfg, char *err, size_t errlen)
                                .emulator_tenant_id = cfg->auth.tenant_id};
     if (!s->auth_on)
         return 0;
-    if ((s->http = bg_http_new(s->loop, cfg->auth.ca_file, err, errlen)) == NULL)
-        return 2;
     if ((s->keys = bg_keys_new(s->loop, s->http, cfg)) == NULL)
         return 1;
     if (cfg->auth.token_cache_entries > 0 &&
@@ -235,7 +234,7 @@ print_try_line(const bg_config *cfg, const char *cert_file)
     fprintf(
         stderr,
         "\nTry it:\n  curl -i %s%s%s-H 'Content-Type: application/json' "
-        "-H 'Authorization: Bearer dev' -d '{\"type\":\"message\",\"id\":\"1\","
+        "-d '{\"type\":\"message\",\"id\":\"1\","
         "\"channelId\":\"msteams\",\"serviceUrl\":\"https://smba.trafficmanager.net/teams/\","
         "\"conversation\":{\"id\":\"dev\"},\"text\":\"hello\"}' %s://%s%s%s:%d/api/messages\n\n",
         ca != NULL ? "--cacert " : "", ca != NULL ? ca : "", ca != NULL ? " " : "",
@@ -245,9 +244,15 @@ print_try_line(const bg_config *cfg, const char *cert_file)
 static void
 drain_and_stop(bg_server *s)
 {
-    bg_log_info("server", "%s: draining (%zu requests waiting on Redis, grace %d s)",
-                strsignal(stop_signal), s->inflight, s->cfg->shutdown_grace_s);
+    bg_log_info("server",
+                "%s: draining (%zu requests waiting on Redis, %zu deliveries in flight, grace "
+                "%d s)",
+                strsignal(stop_signal), s->inflight,
+                s->dispatcher != NULL ? bg_dispatcher_in_flight(s->dispatcher) : 0,
+                s->cfg->shutdown_grace_s);
     s->shutting_down = 1;
+    if (s->dispatcher != NULL)
+        bg_dispatcher_stop(s->dispatcher); /* no new deliveries; those in flight may end */
     for (size_t i = 0; i < s->n_listeners; i++)
         h2o_socket_close(s->listeners[i].sock);
     s->n_listeners = 0;
@@ -261,10 +266,15 @@ drain_and_stop(bg_server *s)
     if (s->inflight > 0)
         bg_log_warn("server", "grace period over: %zu requests answered 503 (not stored)",
                     s->inflight);
+    if (s->dispatcher != NULL && bg_dispatcher_in_flight(s->dispatcher) > 0)
+        bg_log_warn("server",
+                    "grace period over: %zu deliveries abandoned; they stay pending in Redis and "
+                    "are delivered again (by this consumer's next start, or claimed by another)",
+                    bg_dispatcher_in_flight(s->dispatcher));
 }
 
 int
-bg_server_run(const bg_config *cfg, const char *cert_file, const char *key_file)
+bg_server_run(const bg_config *cfg, bg_role role, const char *cert_file, const char *key_file)
 {
     static bg_server server;
     bg_server *s = &server;
@@ -272,6 +282,8 @@ bg_server_run(const bg_config *cfg, const char *cert_file, const char *key_file)
     int status = 1;
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
+    s->role = role;
+    h2o_linklist_init_anchor(&s->sync_calls);
     if (getrandom(&s->id_prefix, sizeof(s->id_prefix), 0) != sizeof(s->id_prefix))
         s->id_prefix = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
 
@@ -288,7 +300,8 @@ bg_server_run(const bg_config *cfg, const char *cert_file, const char *key_file)
     s->globalconf.max_request_entity_size = (size_t)cfg->policy.body_max_bytes;
     h2o_hostconf_t *host =
         h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-    bg_ingress_register(h2o_config_register_path(host, "/api/messages", 0), s);
+    if (role != BG_ROLE_DISPATCHER)
+        bg_ingress_register(h2o_config_register_path(host, "/api/messages", 0), s);
     bg_probes_register(host, s);
     bg_early_errors_register(&host->fallback_path);
 
@@ -305,6 +318,18 @@ bg_server_run(const bg_config *cfg, const char *cert_file, const char *key_file)
     if (s->queue == NULL)
         goto out;
     bg_redis_set_ready_cb(s->redis, on_redis_ready, s);
+    if ((s->http = bg_http_new(s->loop, cfg->auth.ca_file, err, sizeof(err))) == NULL) {
+        bg_log_error("server", "%s", err);
+        status = 2;
+        goto out;
+    }
+    if (role != BG_ROLE_INGRESS &&
+        (s->dispatcher = bg_dispatcher_new(s->loop, cfg, s->redis, s->http, err, sizeof(err))) ==
+            NULL) {
+        bg_log_error("server", "%s", err);
+        status = 2;
+        goto out;
+    }
     if ((status = setup_auth(s, cfg, err, sizeof(err))) != 0) {
         bg_log_error("server", "%s", err[0] != '\0' ? err : "out of memory");
         goto out;
@@ -322,6 +347,8 @@ bg_server_run(const bg_config *cfg, const char *cert_file, const char *key_file)
     bg_redis_start(s->redis);
     if (s->keys != NULL)
         bg_keys_start(s->keys);
+    if (s->dispatcher != NULL)
+        bg_dispatcher_start(s->dispatcher);
     print_try_line(cfg, cert_file);
     bg_log_info("server", "botgate %s ready; redis %s, stream %s", BOTGATE_VERSION,
                 bg_redis_target(s->redis), cfg->redis.stream);
@@ -340,16 +367,22 @@ out:
     for (size_t i = 0; i < s->n_listeners; i++)
         h2o_socket_close(s->listeners[i].sock);
     s->n_listeners = 0;
-    bg_keys_free(s->keys); /* requests waiting for keys get 503 */
+    bg_ingress_cancel_sync(s); /* before the HTTP client goes */
+    bg_keys_free(s->keys);     /* requests waiting for keys get 503 */
     s->keys = NULL;
-    bg_http_free(s->http);
-    s->http = NULL;
+    if (s->dispatcher != NULL)
+        bg_dispatcher_stop(s->dispatcher);
     bg_token_cache_free(s->token_cache);
     s->token_cache = NULL;
     bg_cidr_list_free(&s->allow_cidrs);
     bg_cidr_list_free(&s->trusted_proxies);
     bg_redis_free(s->redis); /* answers what is still pending: 503 */
     s->redis = NULL;
+    /* after the shared connection: its last answers may still reach the dispatcher */
+    bg_dispatcher_free(s->dispatcher);
+    s->dispatcher = NULL;
+    bg_http_free(s->http);
+    s->http = NULL;
     bg_queue_free(s->queue);
     s->queue = NULL;
     /* let the last answers and socket closes run */

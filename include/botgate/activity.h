@@ -17,6 +17,7 @@ typedef struct bg_activity {
     char *service_url;     /* optional here; required by authentication */
     char *conversation_id; /* optional: conversation.id */
     char *delivery_mode;   /* optional: "normal", "expectReplies", ... */
+    char *name;            /* optional: an invoke's name ("composeExtension/query", ...) */
     char *tenant_id;       /* optional: conversation.tenantId or channelData.tenant.id */
 } bg_activity;
 

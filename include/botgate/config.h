@@ -75,11 +75,14 @@ typedef struct bg_config {
         int backoff_initial_ms;
         int backoff_max_ms;
         int claim_idle_s;
+        char *consumer_suffix; /* appended to the host name: the consumer group member */
     } bot;
     struct {
         long long body_max_bytes;
         bg_strlist sync_types;
         int sync_deadline_ms;
+        int sync_compose_deadline_ms; /* invokes named composeExtension/... */
+        int sync_fallback_status;     /* answered when the bot misses the deadline */
         bg_strlist allow_cidrs;
         bg_strlist trusted_proxies;
         bool answer_ping;

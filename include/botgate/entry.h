@@ -3,7 +3,7 @@
  * and what the dispatcher (or any consumer) reads back. A public, versioned contract
  * (README.md, "Queue entry"): a new bot can consume the stream itself.
  *
- * Stream entry: XADD <stream> MAXLEN ~ <maxlen> * entry <msgpack bytes>
+ * Stream entry: XADD <stream> * entry <msgpack bytes> (the dispatcher XDELs it once done)
  * The msgpack layout is drawn next to the encoder in policy/entry.c.
  */
 #ifndef BOTGATE_ENTRY_H

@@ -50,12 +50,15 @@ typedef enum bg_err {
     BG_EAUTH_APPID = -74,       /* bad_app_id: emulator token's appid/azp is not ours */
     BG_EAUTH_SKILL = -75,       /* skill_token_refused */
     /* upstream: 503 */
-    BG_EKEYS = -45,          /* 503 keys_unavailable: no signing keys could be had at all */
-    BG_EREDIS_DOWN = -40,    /* 503 not connected to Redis */
-    BG_EREDIS_TIMEOUT = -41, /* 503 Redis did not answer within redis.timeout_ms */
-    BG_EREDIS_ERROR = -42,   /* 503 Redis answered with an error */
-    BG_EREPLICA = -43,       /* 503 fewer replicas than redis.min_replicas_ack confirmed */
-    BG_ESHUTDOWN = -44,      /* 503 botgate is shutting down */
+    BG_EKEYS = -45,            /* 503 keys_unavailable: no signing keys could be had at all */
+    BG_EREDIS_DOWN = -40,      /* 503 not connected to Redis */
+    BG_EREDIS_TIMEOUT = -41,   /* 503 Redis did not answer within redis.timeout_ms */
+    BG_EREDIS_ERROR = -42,     /* 503 Redis answered with an error */
+    BG_EREPLICA = -43,         /* 503 fewer replicas than redis.min_replicas_ack confirmed */
+    BG_ESHUTDOWN = -44,        /* 503 botgate is shutting down */
+    BG_EQUEUE_FULL = -46,      /* 503 the stream holds redis.maxlen entries: not trimmed, refused */
+    BG_EBOT_TIMEOUT = -47,     /* policy.sync_fallback_status: the bot missed the sync deadline */
+    BG_EBOT_UNAVAILABLE = -48, /* 502 the bot could not be reached for a synchronous call */
     /* stored entries */
     BG_EENTRY = -50, /* a queue entry could not be decoded */
 } bg_err;

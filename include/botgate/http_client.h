@@ -20,11 +20,13 @@ typedef struct bg_http bg_http;
 typedef struct bg_http_call bg_http_call;
 
 typedef struct bg_http_result {
-    CURLcode curl_code; /* CURLE_OK when an HTTP answer arrived (any status) */
-    const char *error;  /* curl's sentence when curl_code != CURLE_OK */
-    long status;        /* HTTP status, 0 without an answer */
-    int body_too_large; /* the answer was longer than max_body: cut off, an error */
-    const char *body;   /* NUL-terminated; valid during the callback only */
+    CURLcode curl_code;       /* CURLE_OK when an HTTP answer arrived (any status) */
+    const char *error;        /* curl's sentence when curl_code != CURLE_OK */
+    long status;              /* HTTP status, 0 without an answer */
+    int body_too_large;       /* the answer was longer than max_body: cut off, an error */
+    const char *content_type; /* the answer's Content-Type, or NULL */
+    const char *retry_after;  /* the answer's Retry-After, or NULL */
+    const char *body;         /* NUL-terminated; valid during the callback only */
     size_t body_len;
     int64_t connect_us, tls_us, first_byte_us, total_us; /* from the start of the call */
 } bg_http_result;

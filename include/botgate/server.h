@@ -23,6 +23,12 @@
 #include "botgate/queue.h"
 #include "botgate/redis.h"
 
+typedef enum bg_role {
+    BG_ROLE_ALL = 0,    /* ingress and dispatcher in one process (the default) */
+    BG_ROLE_INGRESS,    /* accept and store only */
+    BG_ROLE_DISPATCHER, /* deliver only: the listeners serve the probes */
+} bg_role;
+
 typedef struct bg_server {
     const bg_config *cfg;
     h2o_globalconf_t globalconf;
@@ -36,7 +42,10 @@ typedef struct bg_server {
     } listeners[BG_CONFIG_MAX_LISTENERS];
     bg_redis *redis;
     bg_queue *queue;
-    bg_http *http;               /* outbound HTTP (keys) */
+    bg_http *http;                    /* outbound HTTP: keys, the bot */
+    struct bg_dispatcher *dispatcher; /* NULL in the ingress role */
+    h2o_linklist_t sync_calls;        /* synchronous proxy calls in flight (ingress.c) */
+    bg_role role;
     int auth_on;                 /* auth.app_id set */
     bg_auth_params auth;         /* the rules' parameters, from cfg */
     bg_keys *keys;               /* NULL when authentication is off */
@@ -55,13 +64,15 @@ typedef struct bg_server {
  * certificate). Returns 0 after an orderly stop, 2 when the configuration cannot be put
  * into effect (a port in use, a bad certificate), 1 on other start-up failures.
  */
-int bg_server_run(const bg_config *cfg, const char *cert_file, const char *key_file);
+int bg_server_run(const bg_config *cfg, bg_role role, const char *cert_file, const char *key_file);
 
 /* Writes a fresh request id (32 hex digits, NUL-terminated) into buf[33]. */
 void bg_server_next_request_id(bg_server *server, char buf[33]);
 
 /* Route registration, one per handler file. */
 void bg_ingress_register(h2o_pathconf_t *pathconf, bg_server *server);
+/* Ends every synchronous call still in flight: the caller gets 503. */
+void bg_ingress_cancel_sync(bg_server *server);
 void bg_probes_register(h2o_hostconf_t *hostconf, bg_server *server);
 void bg_early_errors_register(h2o_pathconf_t *fallback);
 

@@ -12,6 +12,21 @@
 -- The same script drives nginx and botgate, so the client's own cost is the same for
 -- both. done() prints one "BENCH key=value ..." line that run.sh parses; all the
 -- percentiles come from there (wrk's --latency table has no 99.9%).
+--
+-- Tokens (botgate with authentication on), from the environment:
+--   BENCH_TOKEN=<jwt>          one token on every request (the Connector reuses its token
+--                              for about an hour): `Authorization: Bearer <jwt>`;
+--   BENCH_TOKENS_FILE=<path>   a distinct token per request: the file holds one token a
+--                              line (fake_connector mint --count N); init() reads it, from
+--   BENCH_TOKENS_OFFSET=<n>    line n+1 on (default 0: run.sh passes the warm-up's count so
+--                              that the measured run never sends a token the warm-up sent,
+--                              which botgate would find in its verified-token cache).
+--                              Each request takes the next token; when the file runs out it
+--                              starts again from the first and counts the repeats
+--                              (tokens_repeated in the BENCH line: run.sh marks the run
+--                              invalid, since a repeated token is a cache hit, not an RSA
+--                              check). One wrk thread only (-t1).
+-- Neither: no Authorization header (botgate with authentication off, as the SDK expects).
 
 local function json_escape(s)
   return (s:gsub('[%c"\\]', function(c)
@@ -72,8 +87,14 @@ end
 
 -- The token: BENCH_TOKEN when the benchmark runs botgate with authentication on (a
 -- token minted by tests/tools/fake_connector); none with authentication off, as the SDK
--- expects a request without a token then.
+-- expects a request without a token then. BENCH_TOKENS_FILE: one token per request (above).
 local token = os.getenv("BENCH_TOKEN") or ""
+local tokens_file = os.getenv("BENCH_TOKENS_FILE") or ""
+local tokens_offset = tonumber(os.getenv("BENCH_TOKENS_OFFSET") or "0")
+assert(tokens_offset and tokens_offset >= 0, "BENCH_TOKENS_OFFSET: want a number >= 0")
+assert(token == "" or tokens_file == "", "BENCH_TOKEN and BENCH_TOKENS_FILE: one or the other")
+-- Placeholder for the token in the request template (never a base64url character).
+local TOKEN_MARK = "<<<TOKEN>>>"
 
 wrk.method = "POST"
 wrk.path = "/api/messages"
@@ -84,38 +105,94 @@ end
 wrk.headers["User-Agent"] = "Microsoft-SkypeBotApi (Microsoft-BotFramework/3.0)"
 wrk.body = body_for(ID_MARK)
 
-local head, tail
+local head, mid, tail
 local counter = 0
 local threads = 0
+local thread_list = {} -- main state: done() reads each thread's token counts
+
+-- Per-thread globals (thread:get reads globals): tokens loaded from BENCH_TOKENS_FILE,
+-- tokens taken (one per request() call), and how many of those were repeats.
+tokens = {}
+tokens_loaded = 0
+tokens_used = 0
+tokens_repeated = 0
 
 function setup(thread)
   threads = threads + 1
   thread:set("tid", threads)
+  thread_list[#thread_list + 1] = thread
+end
+
+local function load_tokens(path, skip)
+  local f = assert(io.open(path, "r"))
+  local n = 0
+  for line in f:lines() do
+    if line ~= "" then
+      n = n + 1
+      if n > skip then
+        assert(not line:find("[^%w%-_%.]"), "BENCH_TOKENS_FILE: line " .. n .. " is not a compact JWS")
+        tokens[#tokens + 1] = line
+      end
+    end
+  end
+  f:close()
+  tokens_loaded = #tokens
+  assert(tokens_loaded > 0, "BENCH_TOKENS_FILE: no token after the first " .. skip .. " (" .. n .. " in the file)")
 end
 
 function init(args)
   -- Unique per wrk run (TAG) and per wrk thread (tid, for -t > 1).
   local tag = (args[1] or tostring(os.time())) .. "-" .. tostring(tid or 1) .. "-"
   assert(not tag:find('["\\%c]'), "TAG must be plain")
-  -- wrk.format adds Host and Content-Length; the id is the only part that changes.
+  if tokens_file ~= "" then
+    assert((tid or 1) == 1, "BENCH_TOKENS_FILE works with one wrk thread (-t1)")
+    load_tokens(tokens_file, tokens_offset)
+    wrk.headers["Authorization"] = "Bearer " .. TOKEN_MARK
+  end
+  -- wrk.format adds Host and Content-Length; the id (and, with BENCH_TOKENS_FILE, the
+  -- token: a header, so Content-Length does not change with it) are the parts that change.
   local req = wrk.format(nil, nil, nil, body_for(tag .. ID_MARK))
   local i, j = req:find(ID_MARK, 1, true)
   head, tail = req:sub(1, i - 1), req:sub(j + 1)
+  if tokens_loaded > 0 then
+    local a, b = head:find(TOKEN_MARK, 1, true)
+    assert(a, "the token placeholder is not in the headers")
+    head, mid = head:sub(1, a - 1), head:sub(b + 1)
+  end
 end
 
 function request()
   counter = counter + 1
-  return head .. string.format("%010d", counter) .. tail
+  if tokens_loaded == 0 then
+    return head .. string.format("%010d", counter) .. tail
+  end
+  tokens_used = tokens_used + 1
+  local k = tokens_used
+  if k > tokens_loaded then
+    -- Out of tokens: go round again, and say so (run.sh then marks the run invalid).
+    tokens_repeated = tokens_repeated + 1
+    k = (k - 1) % tokens_loaded + 1
+  end
+  return head .. tokens[k] .. mid .. string.format("%010d", counter) .. tail
 end
 
 function done(summary, latency, requests)
   local e = summary.errors
+  -- Token counts from the threads' states. tokens_used counts every request() call,
+  -- wrk's own trial call before the run included: the next run's BENCH_TOKENS_OFFSET.
+  local loaded, used, repeated = 0, 0, 0
+  for _, t in ipairs(thread_list) do
+    loaded = loaded + (t:get("tokens_loaded") or 0)
+    used = used + (t:get("tokens_used") or 0)
+    repeated = repeated + (t:get("tokens_repeated") or 0)
+  end
   io.write(string.format(
     "BENCH requests=%d duration_us=%d bytes=%d body_bytes=%d"
       .. " p50_us=%d p75_us=%d p90_us=%d p99_us=%d p999_us=%d max_us=%d mean_us=%.1f"
-      .. " connect=%d read=%d write=%d status=%d timeout=%d\n",
+      .. " connect=%d read=%d write=%d status=%d timeout=%d"
+      .. " tokens_loaded=%d tokens_used=%d tokens_repeated=%d\n",
     summary.requests, summary.duration, summary.bytes, #wrk.body,
     latency:percentile(50), latency:percentile(75), latency:percentile(90),
     latency:percentile(99), latency:percentile(99.9), latency.max, latency.mean,
-    e.connect, e.read, e.write, e.status, e.timeout))
+    e.connect, e.read, e.write, e.status, e.timeout, loaded, used, repeated))
 end

@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
 # botgate against nginx, on loopback, on this machine: `make bench` (see README.md here).
 #
-# One run: one RSA-2048 certificate, one redis-server on a unix socket, and for each of
-# BENCH_ROUNDS rounds, interleaved, a fresh nginx and a fresh botgate, each driven by wrk
-# over TLS and over plain HTTP/1.1 keep-alive with the same ~1 KB Teams activity:
-#   nginx TLS, botgate TLS, nginx plain, botgate plain, nginx TLS, ...
+# One run: one RSA-2048 certificate, one redis-server on a unix socket, the fake Connector
+# (tests/tools/fake_connector: OpenID metadata + JWKS over HTTPS, token minter), and for
+# each of BENCH_ROUNDS rounds, interleaved, a fresh nginx and a fresh botgate per run, each
+# driven by wrk over HTTP/1.1 keep-alive with the same ~1 KB Teams activity:
+#   [openssl speed rsa2048] nginx TLS, botgate TLS, botgate TLS auth-reused,
+#   botgate TLS auth-fresh, nginx plain, botgate plain, [openssl speed] nginx TLS, ...
 # nginx only answers `return 202`; botgate answers 202 after Redis confirmed the XADD.
-# Reports medians over the rounds, the botgate/nginx ratios, and writes the report to
-# tests/bench/results/<date>.md. Fails (exit 1) if a probe request is not answered 202, if
-# wrk counts a status >= 400 or a socket error, or if the stream grew by fewer entries than
-# wrk saw answered: a benchmark of errors, or of 202s for nothing stored, is refused.
+# botgate runs with authentication off, or on (app id bench-app, keys from the fake
+# Connector) with one token on every request (auth-reused) or a distinct one per request
+# (auth-fresh: an RSA verify per request, compared with `openssl speed -seconds 3 rsa2048`).
+# Reports medians over the rounds, the botgate/nginx ratios, the authentication ratios
+# (PASS/MISS against issue 3's targets: a miss is reported, not a failure), and writes the
+# report to tests/bench/results/<date>.md. Fails (exit 1) if a probe request is not answered
+# 202, if wrk counts a status >= 400 or a socket error, or if the stream grew by fewer
+# entries than wrk saw answered: a benchmark of errors, or of 202s for nothing stored, is
+# refused.
 #
 # Knobs (environment): BENCH_SECONDS (15), BENCH_WARMUP (3), BENCH_ROUNDS (3),
-# BENCH_FSYNC (always), BENCH_CONNECTIONS (32), BENCH_TARGETS ("nginx botgate"),
-# BOTGATE_BIN (build/botgate), BENCH_PORT_BASE (28400), BENCH_KEEP (0: keep the temp dir).
+# BENCH_FSYNC (always), BENCH_CONNECTIONS (32), BENCH_TARGETS ("nginx botgate auth"),
+# BOTGATE_BIN (build/botgate), FAKE_CONNECTOR_BIN (build/tests/fake_connector),
+# BENCH_FRESH_MARGIN (1.5), BENCH_PORT_BASE (28400), BENCH_KEEP (0: keep the temp dir).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -25,14 +33,18 @@ WARMUP=${BENCH_WARMUP:-3}
 ROUNDS=${BENCH_ROUNDS:-3}
 FSYNC=${BENCH_FSYNC:-always}
 CONNS=${BENCH_CONNECTIONS:-32}
-TARGETS=${BENCH_TARGETS:-nginx botgate}
+TARGETS=${BENCH_TARGETS:-nginx botgate auth}
 BIN=${BOTGATE_BIN:-$ROOT/build/botgate}
+FC=${FAKE_CONNECTOR_BIN:-$ROOT/build/tests/fake_connector}
+FRESH_MARGIN=${BENCH_FRESH_MARGIN:-1.5}
 PORT_BASE=${BENCH_PORT_BASE:-28400}
 KEEP=${BENCH_KEEP:-0}
 STREAM=botgate:activities
 
 COMMAND="BENCH_SECONDS=$SECS BENCH_WARMUP=$WARMUP BENCH_ROUNDS=$ROUNDS BENCH_FSYNC=$FSYNC"
-COMMAND+=" BENCH_CONNECTIONS=$CONNS BENCH_TARGETS=\"$TARGETS\" bash tests/bench/run.sh"
+COMMAND+=" BENCH_CONNECTIONS=$CONNS BENCH_TARGETS=\"$TARGETS\""
+[[ -n ${BENCH_FRESH_MARGIN:-} ]] && COMMAND+=" BENCH_FRESH_MARGIN=$FRESH_MARGIN"
+COMMAND+=" bash tests/bench/run.sh"
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 FAIL_MSG=""
@@ -52,10 +64,24 @@ int_in BENCH_ROUNDS "$ROUNDS" 1 25
 int_in BENCH_CONNECTIONS "$CONNS" 1 1000
 int_in BENCH_PORT_BASE "$PORT_BASE" 1024 64000
 case $FSYNC in always | everysec | no) ;; *) die "BENCH_FSYNC=$FSYNC: want always, everysec or no" ;; esac
-want_nginx=0 want_botgate=0
+if ! [[ $FRESH_MARGIN =~ ^[0-9]+(\.[0-9]+)?$ ]] || ! awk -v m="$FRESH_MARGIN" 'BEGIN {exit !(m >= 1 && m <= 10)}'; then
+  die "BENCH_FRESH_MARGIN=$FRESH_MARGIN: want a number in [1, 10]"
+fi
+# botgate: authentication off, TLS and plain; auth-reused, auth-fresh: authentication on,
+# TLS (auth: both). want_botgate: any botgate run at all (binary, Redis).
+want_nginx=0 want_off=0 want_reused=0 want_fresh=0
 for t in $TARGETS; do
-  case $t in nginx) want_nginx=1 ;; botgate) want_botgate=1 ;; *) die "BENCH_TARGETS: unknown target '$t' (nginx, botgate)" ;; esac
+  case $t in
+    nginx) want_nginx=1 ;;
+    botgate) want_off=1 ;;
+    auth) want_reused=1 want_fresh=1 ;;
+    auth-reused) want_reused=1 ;;
+    auth-fresh) want_fresh=1 ;;
+    *) die "BENCH_TARGETS: unknown target '$t' (nginx, botgate, auth, auth-reused, auth-fresh)" ;;
+  esac
 done
+want_auth=$((want_reused || want_fresh))
+want_botgate=$((want_off || want_auth))
 ((want_nginx + want_botgate > 0)) || die "BENCH_TARGETS is empty"
 
 for tool in wrk nginx redis-server redis-cli openssl curl; do
@@ -64,22 +90,35 @@ done
 if ((want_botgate)); then
   [[ -x $BIN ]] || die "$BIN not found or not executable: build it first ('make build', or 'cmake -S . -B build && cmake --build build'), or set BOTGATE_BIN; BENCH_TARGETS=nginx runs the nginx half alone"
 fi
+if ((want_auth)); then
+  [[ -x $FC ]] || die "$FC not found or not executable: 'make build' builds it (or set FAKE_CONNECTOR_BIN); BENCH_TARGETS=\"nginx botgate\" runs without authentication"
+fi
 [[ -r $LUA ]] || die "$LUA missing"
+# The token's serviceurl claim must equal the activity's serviceUrl and the signing key
+# must endorse its channelId: both are read from the activity the script sends.
+SERVICE_URL=$(grep -o '"serviceUrl":"[^"]*"' "$LUA" | head -n 1 | sed 's/^"serviceUrl":"//; s/"$//')
+CHANNEL_ID=$(grep -o '"channelId":"[^"]*"' "$LUA" | head -n 1 | sed 's/^"channelId":"//; s/"$//')
+[[ $SERVICE_URL == https://* ]] || die "no serviceUrl found in $LUA"
+[[ $CHANNEL_ID == msteams ]] || die "$LUA sends channelId '$CHANNEL_ID': the fake Connector's key endorses msteams (and webchat, directline, test); the benchmark assumes msteams"
+APP_ID=bench-app
 
 # --- processes: every one started here is stopped on exit, whatever the exit ----------
 TMP=$(mktemp -d /tmp/botgate-bench.XXXXXX)
 PIDS=()
 FAILED=1
 
-stop_pid() { # pid [seconds]: TERM, then KILL after the grace period
+stop_pid() { # pid [seconds]: TERM, then KILL after the grace period; forgets the pid
   local pid=$1 grace=${2:-10} i
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < grace * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$pid" 2>/dev/null && { log "pid $pid ignored SIGTERM for ${grace}s: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; }
+  # Only a child not yet reaped is signalled (a reaped one's pid may belong to another
+  # process by now), and the pid leaves PIDS either way.
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < grace * 10; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && { log "pid $pid ignored SIGTERM for ${grace}s: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; }
+  fi
   wait "$pid" 2>/dev/null || true
   local keep=() p
   for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
@@ -192,6 +231,68 @@ if ((want_botgate)); then
   [[ $(rcli ping 2>/dev/null) == PONG ]] || die "redis-server did not answer PING within 10 s"
 fi
 
+# The fake Connector: login.botframework.com on loopback, its own CA and signing key
+# (key-1, endorsed for msteams). Idle during the measurements: botgate fetches the metadata
+# and the JWKS once at start (the report lists what it served).
+FC_DIR=$TMP/connector
+FC_PORT=""
+REUSED_TOKEN=""
+# Tokens outlive the benchmark; their lifetime costs nothing (the cache holds a verified
+# token until its exp, far beyond one run).
+TOKEN_TTL=86400
+fc_mint() { # count: that many distinct tokens for the bench app and the activity's serviceUrl, on stdout
+  "$FC" mint --dir "$FC_DIR" --aud "$APP_ID" --serviceurl "$SERVICE_URL" --exp-in "$TOKEN_TTL" --count "$1"
+}
+if ((want_auth)); then
+  mkdir -p "$FC_DIR"
+  start_bg connector "$FC" serve --dir "$FC_DIR" --port 0
+  FC_PID=$LAST_PID
+  for ((i = 0; i < 300; i++)); do
+    [[ -s $FC_DIR/ready ]] && break
+    kill -0 "$FC_PID" 2>/dev/null || die "fake_connector exited at start (see connector.log)"
+    sleep 0.1
+  done
+  [[ -s $FC_DIR/ready ]] || die "fake_connector did not write $FC_DIR/ready within 30 s"
+  FC_PORT=$(head -n 1 "$FC_DIR/ready")
+  [[ $(curl -s -o /dev/null -w '%{http_code}' --cacert "$FC_DIR/ca.pem" --max-time 5 "https://127.0.0.1:$FC_PORT/stats") == 200 ]] ||
+    die "fake_connector on port $FC_PORT does not answer GET /stats over HTTPS with its CA"
+  REUSED_TOKEN=$(fc_mint 1) || die "fake_connector mint failed"
+  [[ $REUSED_TOKEN =~ ^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$ ]] || die "fake_connector mint printed no token"
+  log "fake Connector on https://127.0.0.1:$FC_PORT, CA $FC_DIR/ca.pem; tokens for app id $APP_ID, serviceUrl $SERVICE_URL, channelId $CHANNEL_ID"
+fi
+
+# The fresh-token pool: one token a line, shared by the rounds (each auth-fresh run has a
+# fresh botgate, so an empty token cache); within one run the warm-up and the measured run
+# take disjoint slices (activity.lua's BENCH_TOKENS_OFFSET). Minted up front, before the
+# run that needs them, in nproc parallel processes (each with its own jti salt).
+POOL=$TMP/tokens.txt
+POOL_SIZE=0
+: >"$POOL"
+pool_ensure() { # tokens: mint until the pool holds at least that many
+  local want=$1 n jobs per i pid t0 pids=()
+  ((POOL_SIZE >= want)) && return 0
+  n=$((want - POOL_SIZE))
+  jobs=$(nproc)
+  per=$(((n + jobs - 1) / jobs))
+  log "minting $((per * jobs)) fresh tokens ($jobs processes; the pool then holds $((POOL_SIZE + per * jobs)))"
+  t0=$(now_ns)
+  for ((i = 0; i < jobs; i++)); do
+    "$FC" mint --dir "$FC_DIR" --aud "$APP_ID" --serviceurl "$SERVICE_URL" --exp-in "$TOKEN_TTL" \
+      --count "$per" >"$TMP/mint-$i.out" 2>"$TMP/mint-$i.log" &
+    pids+=("$!")
+    PIDS+=("$!")
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" || die "fake_connector mint failed (see mint-*.log)"
+    stop_pid "$pid" 1
+  done
+  cat "$TMP"/mint-*.out >>"$POOL"
+  rm -f "$TMP"/mint-*.out
+  POOL_SIZE=$(wc -l <"$POOL")
+  ((POOL_SIZE >= want)) || die "the token pool holds $POOL_SIZE tokens, $want wanted"
+  log "  $(awk -v n="$((per * jobs))" -v ns="$(($(now_ns) - t0))" 'BEGIN {printf "%d tokens in %.1f s (%.0f/s)", n, ns / 1e9, n / (ns / 1e9)}')"
+}
+
 redis_reset() { # empty data set, small AOF, no rewrite in flight
   local i
   rcli flushall >/dev/null
@@ -268,9 +369,17 @@ admin: {listen: ""}
 relay: {listen: ""}
 log: {access: off}
 EOF
+# The same with authentication on: the fake Connector's metadata, trusted through its CA.
+cp "$TMP/botgate.yaml" "$TMP/botgate-auth.yaml"
+cat >>"$TMP/botgate-auth.yaml" <<EOF
+auth:
+  app_id: $APP_ID
+  openid_metadata_url: "https://127.0.0.1:$FC_PORT/v1/.well-known/openidconfiguration"
+  ca_file: "$FC_DIR/ca.pem"
+EOF
 
-start_server() { # nginx|botgate: sets SERVER_PID
-  local s=$1
+start_server() { # nginx|botgate [off|reused|fresh]: sets SERVER_PID
+  local s=$1 auth=${2:-off} conf body
   case $s in
     nginx)
       start_bg nginx nginx -p "$TMP" -e "$TMP/nginx-error.log" -c "$TMP/nginx.conf"
@@ -279,10 +388,21 @@ start_server() { # nginx|botgate: sets SERVER_PID
       ;;
     botgate)
       redis_reset
-      start_bg botgate "$BIN" serve -c "$TMP/botgate.yaml"
+      conf=$TMP/botgate.yaml
+      [[ $auth == off ]] || conf=$TMP/botgate-auth.yaml
+      start_bg botgate "$BIN" serve -c "$conf"
       SERVER_PID=$LAST_PID
       wait_http "$SERVER_PID" "http://127.0.0.1:$BOTGATE_PLAIN/healthz" 30 || die "botgate did not answer GET /healthz 200 within 30 s (see botgate.log)"
       wait_http "$SERVER_PID" "https://127.0.0.1:$BOTGATE_TLS/healthz" 10 || die "botgate's TLS listener did not answer GET /healthz 200"
+      # Ready: Redis connected and, with authentication on, the signing keys fetched.
+      wait_http "$SERVER_PID" "http://127.0.0.1:$BOTGATE_PLAIN/readyz" 30 ||
+        die "botgate (auth $auth) did not answer GET /readyz 200 within 30 s (see botgate.log, connector.log)"
+      body=$(curl -s --max-time 5 "http://127.0.0.1:$BOTGATE_PLAIN/readyz")
+      if [[ $auth == off ]]; then
+        [[ $body == *'"authentication":"off"'* ]] || die "botgate without an app id: /readyz says $body"
+      else
+        [[ $body == *'"authentication":"on"'* ]] || die "botgate with app id $APP_ID: /readyz says $body"
+      fi
       ;;
   esac
 }
@@ -296,14 +416,26 @@ url_of() { # server proto
   [[ $2 == tls ]] && echo "https://127.0.0.1:$port/api/messages" || echo "http://127.0.0.1:$port/api/messages"
 }
 
-probe() { # server url: one request by curl; must be 202 with an empty body
-  local out code size
-  out=$(curl -sk -o "$TMP/probe.body" -w '%{http_code} %{size_download}' --max-time 5 -X POST \
-    -H 'Content-Type: application/json; charset=utf-8' \
-    --data '{"type":"message","id":"probe-'"$RANDOM$RANDOM"'","channelId":"msteams","serviceUrl":"https://smba.trafficmanager.net/emea/","conversation":{"id":"a:probe"},"from":{"id":"29:probe"},"recipient":{"id":"28:probe"},"text":"probe"}' \
-    "$2" 2>&1) || die "$1: probe POST to $2 failed: $out"
+probe_post() { # url [token]: one POST by curl; prints "code size", the body in TMP/probe.body
+  local hdr=()
+  [[ -n ${2:-} ]] && hdr=(-H "Authorization: Bearer $2")
+  curl -sk -o "$TMP/probe.body" -w '%{http_code} %{size_download}' --max-time 5 -X POST \
+    -H 'Content-Type: application/json; charset=utf-8' "${hdr[@]+"${hdr[@]}"}" \
+    --data '{"type":"message","id":"probe-'"$RANDOM$RANDOM"'","channelId":"'"$CHANNEL_ID"'","serviceUrl":"'"$SERVICE_URL"'","conversation":{"id":"a:probe"},"from":{"id":"29:probe"},"recipient":{"id":"28:probe"},"text":"probe"}' \
+    "$1" 2>&1
+}
+probe() { # server url [off|reused|fresh]: one request by curl; must be 202 with an empty body
+  local out code size auth=${3:-off} token=""
+  if [[ $auth != off ]]; then
+    # Authentication is really on: no token, no entry.
+    out=$(probe_post "$2") || die "$1: probe POST to $2 failed: $out"
+    read -r code size <<<"$out"
+    [[ $code == 401 ]] || die "$1 (auth $auth): a POST without a token answered $code, not 401: $(head -c 300 "$TMP/probe.body")"
+    token=$REUSED_TOKEN
+  fi
+  out=$(probe_post "$2" "$token") || die "$1: probe POST to $2 failed: $out"
   read -r code size <<<"$out"
-  [[ $code == 202 ]] || die "$1: probe POST to $2 answered $code, not 202: $(head -c 300 "$TMP/probe.body")"
+  [[ $code == 202 ]] || die "$1 (auth $auth): probe POST to $2 answered $code, not 202: $(head -c 300 "$TMP/probe.body")"
   [[ $size == 0 ]] || log "$1: note: the 202 carried a $size-byte body"
 }
 
@@ -319,12 +451,15 @@ RUN_TAG=$(date +%s)
 WRK_SEQ=0
 # Set by name from wrk's "BENCH key=value ..." line (activity.lua's done()).
 W_requests=0 W_p50_us=0 W_p99_us=0 W_p999_us=0 W_max_us=0
-W_connect=0 W_read=0 W_write=0 W_timeout=0
+W_connect=0 W_read=0 W_write=0 W_timeout=0 W_duration_us=0
+W_tokens_loaded=0 W_tokens_used=0 W_tokens_repeated=0
+WRK_ENV=() # NAME=value for activity.lua: BENCH_TOKEN, or BENCH_TOKENS_FILE and BENCH_TOKENS_OFFSET
 run_wrk() { # seconds url outfile: runs wrk, sets W_* from its output
   local secs=$1 url=$2 out=$3
   WRK_SEQ=$((WRK_SEQ + 1))
+  W_tokens_loaded=0 W_tokens_used=0 W_tokens_repeated=0
   # In the background and waited for, so that a signal to this script acts at once.
-  timeout $((secs + 60)) wrk -t1 -c"$CONNS" -d"${secs}s" --latency -s "$LUA" "$url" -- "b$RUN_TAG-$WRK_SEQ" >"$out" 2>&1 &
+  env "${WRK_ENV[@]+"${WRK_ENV[@]}"}" timeout $((secs + 60)) wrk -t1 -c"$CONNS" -d"${secs}s" --latency -s "$LUA" "$url" -- "b$RUN_TAG-$WRK_SEQ" >"$out" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
   local rc=0
@@ -347,13 +482,36 @@ run_wrk() { # seconds url outfile: runs wrk, sets W_* from its output
 # --- one measurement ------------------------------------------------------------------
 RUNS=$TMP/runs.tsv
 : >"$RUNS"
-run_one() { # round server proto
-  local round=$1 s=$2 proto=$3 url stored0=0 stored1=0 warm_reqs=0 warm_bad=0
+# runs.tsv, one line a run: 1 round, 2 server, 3 target (tls, plain, tls auth-reused,
+# tls auth-fresh), 4 req/s, 5-8 p50, p99, p99.9, max µs, 9 peak RSS kB, 10 server CPU %,
+# 11 Redis CPU %, 12 requests, 13 non-2xx, 14 socket errors, 15 stored, 16 Redis calls per
+# request, 17 machine CPU %, 18 server CPU µs/req, 19 req/s per core the server used,
+# 20 tokens, 21 valid (0: an auth-fresh run that ran out of tokens; left out of the medians).
+MAX_TLS_RPS=0 # the highest req/s botgate reached over TLS so far: sizes the token pool
+AUTH_STARTS=0
+run_one() { # round server proto [off|reused|fresh]
+  local round=$1 s=$2 proto=$3 auth=${4:-off} url target stored0=0 stored1=0 warm_reqs=0 warm_bad=0
+  local offset=0 warm_note="" est
+  target=$proto
+  [[ $auth == off ]] || target="$proto auth-$auth"
   url=$(url_of "$s" "$proto")
-  log "round $round/$ROUNDS: $s $proto ($url)"
-  start_server "$s"
-  probe "$s" "$url"
-  if ((round == 1)) && [[ $proto == tls ]]; then
+  log "round $round/$ROUNDS: $s $target ($url)"
+  WRK_ENV=()
+  case $auth in
+    reused) WRK_ENV=("BENCH_TOKEN=$REUSED_TOKEN") ;;
+    fresh)
+      # Distinct tokens for the warm-up and the run at the highest rate botgate reached
+      # over TLS so far (a fresh token only adds work to the path) or, before any, at
+      # openssl's verify/s (one verify a request on one core), times the margin.
+      est=$(awk -v a="$MAX_TLS_RPS" -v v="$(openssl_verify_median)" 'BEGIN {print (a > 0 ? a : (v > 0 ? v : 30000))}')
+      pool_ensure "$(awk -v r="$est" -v s="$((WARMUP + SECS))" -v m="$FRESH_MARGIN" 'BEGIN {printf "%d", r * s * m + 1000}')"
+      WRK_ENV=("BENCH_TOKENS_FILE=$POOL" "BENCH_TOKENS_OFFSET=0")
+      ;;
+  esac
+  start_server "$s" "$auth"
+  [[ $auth == off ]] || AUTH_STARTS=$((AUTH_STARTS + 1))
+  probe "$s" "$url" "$auth"
+  if ((round == 1)) && [[ $proto == tls && $auth == off ]]; then
     local port=${url#https://127.0.0.1:}
     tls_info "$s" "${port%%/*}"
   fi
@@ -363,9 +521,17 @@ run_one() { # round server proto
   fi
 
   if ((WARMUP > 0)); then
-    run_wrk "$WARMUP" "$url" "$TMP/wrk-$round-$s-$proto-warmup.txt"
+    run_wrk "$WARMUP" "$url" "$TMP/wrk-$round-$s-${target// /-}-warmup.txt"
     warm_reqs=$W_requests
     warm_bad=$((W_non2xx + W_sockerr))
+    if [[ $auth == fresh ]]; then
+      # The measured run takes the tokens after the warm-up's (those are in botgate's
+      # cache now); more are minted first if the warm-up's own rate says they would not last.
+      offset=$W_tokens_used
+      ((W_tokens_repeated == 0)) || warm_note=" (the warm-up went round the pool: $W_tokens_repeated repeats)"
+      pool_ensure "$(awk -v o="$offset" -v r="$W_rps" -v s="$SECS" -v m="$FRESH_MARGIN" 'BEGIN {printf "%d", o + r * s * m + 1000}')"
+      WRK_ENV=("BENCH_TOKENS_FILE=$POOL" "BENCH_TOKENS_OFFSET=$offset")
+    fi
   fi
 
   local c0 r0 t0 c1 r1 t1 rcpu=""
@@ -374,27 +540,45 @@ run_one() { # round server proto
   local m0 m1
   m0=$(machine_jiffies)
   t0=$(now_ns)
-  run_wrk "$SECS" "$url" "$TMP/wrk-$round-$s-$proto.txt"
+  run_wrk "$SECS" "$url" "$TMP/wrk-$round-$s-${target// /-}.txt"
   t1=$(now_ns)
   m1=$(machine_jiffies)
   c1=$(cpu_ticks "$SERVER_PID")
   # All cores together, 100 = every core busy: near 100, client, server (and Redis) compete.
   local mcpu
   mcpu=$(awk -v a="$m0" -v b="$m1" 'BEGIN {split(a, x, " "); split(b, y, " "); t = y[2] - x[2]; v = t > 0 ? 100 * (y[1] - x[1]) / t : 0; printf "%.0f", v}')
+  # Server and Redis CPU over wrk's own measured duration: outside it (wrk starting, the
+  # auth-fresh run loading its tokens) both are idle, so the CPU ticks are the run's.
+  local ns=$((W_duration_us * 1000))
+  ((ns > 0)) || ns=$((t1 - t0))
   local cpu
-  cpu=$(awk -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v ns="$((t1 - t0))" 'BEGIN {printf "%.0f", 100 * c / hz / (ns / 1e9)}')
+  cpu=$(awk -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v ns="$ns" 'BEGIN {printf "%.0f", 100 * c / hz / (ns / 1e9)}')
   if [[ $s == botgate ]]; then
     r1=$(cpu_ticks "$REDIS_PID")
-    rcpu=$(awk -v c="$((r1 - r0))" -v hz="$CLK_TCK" -v ns="$((t1 - t0))" 'BEGIN {printf "%.0f", 100 * c / hz / (ns / 1e9)}')
+    rcpu=$(awk -v c="$((r1 - r0))" -v hz="$CLK_TCK" -v ns="$ns" 'BEGIN {printf "%.0f", 100 * c / hz / (ns / 1e9)}')
   fi
-  # The server's CPU time per answered request: its cost, whoever was the bottleneck.
-  local us_req
+  # The server's CPU time per answered request: its cost, whoever was the bottleneck; and
+  # its inverse, the requests it answered per second of CPU: req/s per core used.
+  local us_req per_core
   us_req=$(awk -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v n="$W_requests" 'BEGIN {v = n > 0 ? 1e6 * c / hz / n : 0; printf "%.1f", v}')
+  per_core=$(awk -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v n="$W_requests" 'BEGIN {v = c > 0 ? n / (c / hz) : 0; printf "%.0f", v}')
   local rss
   rss=$(vm_hwm_kb "$SERVER_PID")
-  kill -0 "$SERVER_PID" 2>/dev/null || die "$s exited during the run"
+  kill -0 "$SERVER_PID" 2>/dev/null || die "$s $target exited during the run"
 
-  local bad=$((W_non2xx + W_sockerr)) stored="" rcalls=""
+  local bad=$((W_non2xx + W_sockerr)) stored="" rcalls="" tokens="-" valid=1
+  case $auth in
+    reused) tokens="one token" ;;
+    fresh)
+      tokens="$W_tokens_used distinct (pool lines $((offset + 1))-$((offset + W_tokens_loaded)))$warm_note"
+      if ((W_tokens_repeated > 0)); then
+        # A repeated token is a cache hit, not an RSA check: the figure would flatter.
+        valid=0
+        tokens="INVALID: out of tokens, $W_tokens_repeated of $W_tokens_used repeated (pool $POOL_SIZE from $((offset + 1)))$warm_note"
+        log "  auth-fresh: the pool ran out ($W_tokens_repeated of $W_tokens_used tokens repeated): run marked invalid, left out of the medians; raise BENCH_FRESH_MARGIN"
+      fi
+      ;;
+  esac
   if [[ $s == botgate ]]; then
     # Answers still in flight when wrk stopped are stored but not counted by wrk: the
     # stream may grow by a little more than wrk's count, never by less.
@@ -405,21 +589,55 @@ run_one() { # round server proto
       awk -F'[_:=,]' -v n="$((warm_reqs + W_requests))" \
         '$2 !~ /^(info|xinfo|config)/ && $4 / n >= 0.005 {printf "%s%s %.2f", sep, $2, $4 / n; sep = ", "}')
     if ((warm_bad + bad > 0)); then
-      die "botgate $proto answered $((warm_bad + bad)) requests with a non-2xx status or a socket error (round $round: warm-up $warm_bad, run: non-2xx $W_non2xx, connect $W_connect, read $W_read, write $W_write, timeout $W_timeout)"
+      local hint=""
+      [[ $auth == off ]] || hint=" (authentication on: a 401 means the benchmark's setup is wrong — token audience, serviceUrl, keys — not a slow botgate)"
+      die "botgate $target answered $((warm_bad + bad)) requests with a non-2xx status or a socket error (round $round: warm-up $warm_bad, run: non-2xx $W_non2xx, connect $W_connect, read $W_read, write $W_write, timeout $W_timeout)$hint"
     fi
     if ((stored < warm_reqs + W_requests)); then
-      die "botgate $proto: wrk saw $((warm_reqs + W_requests)) answers but the stream $STREAM grew by $stored only"
+      die "botgate $target: wrk saw $((warm_reqs + W_requests)) answers but the stream $STREAM grew by $stored only"
+    fi
+    if [[ $proto == tls ]] && ((valid)); then
+      MAX_TLS_RPS=$(awk -v a="$MAX_TLS_RPS" -v b="$W_rps" 'BEGIN {print (b > a ? b : a)}')
     fi
   elif ((warm_bad + bad > 0)); then
     die "nginx $proto: $((warm_bad + bad)) non-2xx answers or socket errors: the baseline is broken"
   fi
   stop_pid "$SERVER_PID" 30
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-    "$round" "$s" "$proto" "$W_rps" "$W_p50_us" "$W_p99_us" "$W_p999_us" "$W_max_us" \
-    "$rss" "$cpu" "${rcpu:--}" "$W_requests" "$((W_non2xx))" "$W_sockerr" "${stored:--}" "${rcalls:--}" "$mcpu" "$us_req" >>"$RUNS"
-  log "  $(printf '%.0f req/s, p50 %s us, p99 %s us, p99.9 %s us, server CPU %s%% (%s us/req), machine CPU %s%%, peak RSS %s kB%s' \
-    "$W_rps" "$W_p50_us" "$W_p99_us" "$W_p999_us" "$cpu" "$us_req" "$mcpu" "$rss" "${stored:+, stored $stored}")"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    "$round" "$s" "$target" "$W_rps" "$W_p50_us" "$W_p99_us" "$W_p999_us" "$W_max_us" \
+    "$rss" "$cpu" "${rcpu:--}" "$W_requests" "$((W_non2xx))" "$W_sockerr" "${stored:--}" "${rcalls:--}" "$mcpu" "$us_req" \
+    "$per_core" "$tokens" "$valid" >>"$RUNS"
+  log "  $(printf '%.0f req/s, p50 %s us, p99 %s us, p99.9 %s us, server CPU %s%% (%s us/req, %s req/s per core used), machine CPU %s%%, peak RSS %s kB%s%s' \
+    "$W_rps" "$W_p50_us" "$W_p99_us" "$W_p999_us" "$cpu" "$us_req" "$per_core" "$mcpu" "$rss" "${stored:+, stored $stored}" \
+    "$([[ $tokens == - ]] || echo ", tokens: $tokens")")"
 }
+
+# --- openssl speed: the RSA-2048 verify rate one core reaches, in the same run ----------
+OPENSSL_RUNS=$TMP/openssl.tsv # round, sign/s, verify/s, machine CPU %
+: >"$OPENSSL_RUNS"
+openssl_speed() { # round
+  local out=$TMP/openssl-speed-$1.txt pid rc=0 sv m0 m1 mcpu
+  log "round $1/$ROUNDS: openssl speed -seconds 3 rsa2048"
+  m0=$(machine_jiffies)
+  timeout 120 openssl speed -seconds 3 rsa2048 >"$out" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  wait "$pid" || rc=$?
+  stop_pid "$pid" 1
+  m1=$(machine_jiffies)
+  ((rc == 0)) || { cat "$out" >&2; die "openssl speed failed (status $rc)"; }
+  # The header names the columns ("sign verify sign/s verify/s", more in newer OpenSSL);
+  # the data line has three more fields in front ("rsa 2048 bits").
+  sv=$(awk '/sign\/s/ && /verify\/s/ {for (i = 1; i <= NF; i++) {if ($i == "sign/s") s = i + 3; if ($i == "verify/s") v = i + 3}}
+            $1 == "rsa" && $2 == "2048" && $3 == "bits" && s && v {print $s, $v; exit}' "$out")
+  [[ $sv =~ ^[0-9.]+\ [0-9.]+$ ]] || { cat "$out" >&2; die "no 'rsa 2048 bits ... sign/s verify/s' line in openssl speed's output"; }
+  mcpu=$(awk -v a="$m0" -v b="$m1" 'BEGIN {split(a, x, " "); split(b, y, " "); t = y[2] - x[2]; v = t > 0 ? 100 * (y[1] - x[1]) / t : 0; printf "%.0f", v}')
+  printf '%s\t%s\t%s\t%s\n' "$1" "${sv% *}" "${sv#* }" "$mcpu" >>"$OPENSSL_RUNS"
+  log "  rsa2048 on one core: ${sv% *} sign/s, ${sv#* } verify/s; machine CPU ${mcpu}%"
+}
+median_of() { sort -g | awk '{a[NR] = $1} END {if (NR == 0) print ""; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+openssl_verify_median() { cut -f3 "$OPENSSL_RUNS" | median_of; }
+openssl_sign_median() { cut -f2 "$OPENSSL_RUNS" | median_of; }
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # How busy the machine is without us: others' work shows in every figure.
@@ -430,23 +648,44 @@ BUSY_BEFORE=$(awk -v a="$m0" -v b="$m1" 'BEGIN {split(a, x, " "); split(b, y, " 
 ((BUSY_BEFORE < 15)) || log "warning: the machine was ${BUSY_BEFORE}% busy before the benchmark started: expect noise"
 log "command: $COMMAND"
 log "wrk:     $WRK_LINE"
-servers=()
-((want_nginx)) && servers+=(nginx)
-((want_botgate)) && servers+=(botgate)
+# The report's rows, in the order of a round.
+ROWS=()
+for proto in tls plain; do
+  if ((want_nginx)); then ROWS+=("nginx $proto"); fi
+  if ((want_off)); then ROWS+=("botgate $proto"); fi
+  if [[ $proto == tls ]]; then
+    if ((want_reused)); then ROWS+=("botgate tls auth-reused"); fi
+    if ((want_fresh)); then ROWS+=("botgate tls auth-fresh"); fi
+  fi
+done
 for ((round = 1; round <= ROUNDS; round++)); do
-  for proto in tls plain; do
-    for s in "${servers[@]}"; do run_one "$round" "$s" "$proto"; done
+  if ((want_fresh)); then openssl_speed "$round"; fi
+  for row in "${ROWS[@]}"; do
+    s=${row%% *} target=${row#* }
+    case $target in
+      "tls auth-reused") run_one "$round" "$s" tls reused ;;
+      "tls auth-fresh") run_one "$round" "$s" tls fresh ;;
+      *) run_one "$round" "$s" "$target" ;;
+    esac
   done
 done
+FC_STATS=""
+if ((want_auth)); then
+  FC_STATS=$(curl -s --cacert "$FC_DIR/ca.pem" --max-time 5 "https://127.0.0.1:$FC_PORT/stats" || true)
+fi
 
 # --- report ---------------------------------------------------------------------------
-median() { # column server proto
-  awk -F'\t' -v c="$1" -v s="$2" -v p="$3" '$2 == s && $3 == p && $c != "-" {print $c}' "$RUNS" |
-    sort -g | awk '{a[NR] = $1} END {if (NR == 0) print ""; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'
+median() { # column server target: over the valid runs
+  awk -F'\t' -v c="$1" -v s="$2" -v p="$3" '$2 == s && $3 == p && $21 != "0" && $c != "-" {print $c}' "$RUNS" | median_of
 }
+valid_runs() { awk -F'\t' -v s="$1" -v p="$2" '$2 == s && $3 == p && $21 != "0"' "$RUNS" | wc -l; }
 ms() { awk -v u="$1" 'BEGIN {printf "%.2f", u / 1000}'; }
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 int() { if [[ -n $1 ]]; then awk -v v="$1" 'BEGIN {printf "%.0f", v}'; else echo -; fi; }
+ratio() { if [[ -n $1 && -n $2 ]]; then awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}'; else echo -; fi; }
+verdict() { # value target: PASS when value >= target
+  if [[ -z $1 || $1 == - ]]; then echo "no figure"; else awk -v v="$1" -v t="$2" 'BEGIN {print (v >= t ? "PASS" : "MISS")}'; fi
+}
 
 DATE=$(date '+%Y-%m-%d %H:%M:%S %Z')
 CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
@@ -459,6 +698,23 @@ V_SSL=$(openssl version)
 V_BOTGATE="-"
 ((want_botgate)) && V_BOTGATE=$(timeout 5 "$BIN" version 2>&1 | head -n 1 || echo "(botgate version failed)")
 
+# Issue 3's targets: reused within 10% of authentication off; fresh at least 80% of
+# openssl's RSA-2048 verify/s per core botgate used.
+REUSED_TARGET=0.90
+FRESH_TARGET=0.80
+R_REUSED="" R_FRESH_RAW="" R_FRESH_CORE="" V_VERIFY="" V_SIGN=""
+if ((want_off && want_reused)); then
+  R_REUSED=$(ratio "$(median 4 botgate "tls auth-reused")" "$(median 4 botgate tls)")
+fi
+if ((want_fresh)); then
+  V_VERIFY=$(openssl_verify_median)
+  V_SIGN=$(openssl_sign_median)
+  R_FRESH_RAW=$(ratio "$(median 4 botgate "tls auth-fresh")" "$V_VERIFY")
+  R_FRESH_CORE=$(ratio "$(median 19 botgate "tls auth-fresh")" "$V_VERIFY")
+fi
+FRESH_VALID=0
+((want_fresh)) && FRESH_VALID=$(valid_runs botgate "tls auth-fresh")
+
 report() {
   echo "# botgate benchmark, $DATE"
   echo
@@ -470,21 +726,33 @@ report() {
   echo "- each run: \`$WRK_LINE\` after a ${WARMUP}s warm-up run; a fresh server per run;" \
     "${ROUNDS} round(s), interleaved nginx/botgate; figures are medians over the rounds"
   echo "- request: POST /api/messages, 1024-byte Teams message activity, unique activity id per request;" \
-    "redis-server on a unix socket, appendfsync $FSYNC; botgate auth off (no app id)"
+    "redis-server on a unix socket, appendfsync $FSYNC"
+  echo "- botgate: authentication off (no app id) for \`botgate tls\`/\`botgate plain\`;" \
+    "on for \`auth-*\` (app id $APP_ID, keys from the fake Connector on loopback, token cache at its default size):" \
+    "\`auth-reused\` one token on every request, \`auth-fresh\` a distinct token per request (serviceurl $SERVICE_URL, channelId $CHANNEL_ID)"
+  if ((want_auth)); then
+    echo "- fake Connector: $FC_STATS ($AUTH_STARTS botgate starts with authentication on: one metadata and one JWKS fetch each expected)"
+  fi
+  if ((want_fresh)); then
+    echo "- fresh-token pool: $POOL_SIZE tokens (margin $FRESH_MARGIN over the highest botgate TLS rate);" \
+      "the warm-up and the run of one botgate never share a token; $FRESH_VALID of $ROUNDS auth-fresh run(s) valid"
+  fi
   echo "- one server process each: nginx master_process off, worker_processes 1 (one event loop, as botgate)"
   for t in "${TLS_INFO[@]+"${TLS_INFO[@]}"}"; do echo "- TLS negotiated with $t"; done
   echo
-  echo "| target | req/s | p50 ms | p99 ms | p99.9 ms | peak RSS MiB | server CPU µs/req | server CPU % | redis CPU % | machine CPU % |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-  local s p rc
-  for p in tls plain; do
-    for s in "${servers[@]}"; do
-      rc=$(median 11 "$s" "$p")
-      printf '| %s %s | %.0f | %s | %s | %s | %s | %.1f | %s | %s | %s |\n' "$s" "$p" "$(median 4 "$s" "$p")" \
-        "$(ms "$(median 5 "$s" "$p")")" "$(ms "$(median 6 "$s" "$p")")" "$(ms "$(median 7 "$s" "$p")")" \
-        "$(mib "$(median 9 "$s" "$p")")" "$(median 18 "$s" "$p")" "$(int "$(median 10 "$s" "$p")")" "$(int "$rc")" \
-        "$(int "$(median 17 "$s" "$p")")"
-    done
+  echo "| target | req/s | p50 ms | p99 ms | p99.9 ms | peak RSS MiB | server CPU µs/req | server CPU % | req/s per core used | redis CPU % | machine CPU % |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  local row s p
+  for row in "${ROWS[@]}"; do
+    s=${row%% *} p=${row#* }
+    if (($(valid_runs "$s" "$p") == 0)); then
+      echo "| $row | no valid run (out of fresh tokens) | | | | | | | | | |"
+      continue
+    fi
+    printf '| %s | %.0f | %s | %s | %s | %s | %.1f | %s | %s | %s | %s |\n' "$row" "$(median 4 "$s" "$p")" \
+      "$(ms "$(median 5 "$s" "$p")")" "$(ms "$(median 6 "$s" "$p")")" "$(ms "$(median 7 "$s" "$p")")" \
+      "$(mib "$(median 9 "$s" "$p")")" "$(median 18 "$s" "$p")" "$(int "$(median 10 "$s" "$p")")" \
+      "$(int "$(median 19 "$s" "$p")")" "$(int "$(median 11 "$s" "$p")")" "$(int "$(median 17 "$s" "$p")")"
   done
   if ((want_nginx && want_botgate)); then
     echo
@@ -494,21 +762,60 @@ report() {
     echo
     echo "| botgate / nginx | req/s | p50 | p99 | p99.9 | server CPU per request |"
     echo "|---|---:|---:|---:|---:|---:|"
-    for p in tls plain; do
+    for row in "${ROWS[@]}"; do
+      [[ $row == botgate\ * ]] || continue
+      p=${row#botgate } # against nginx over the same protocol
       printf '| %s | %s | %s | %s | %s | %s |\n' "$p" \
-        "$(awk -v b="$(median 4 botgate "$p")" -v n="$(median 4 nginx "$p")" 'BEGIN {printf "%.2f", b / n}')" \
-        "$(awk -v b="$(median 5 botgate "$p")" -v n="$(median 5 nginx "$p")" 'BEGIN {printf "%.2f", b / n}')" \
-        "$(awk -v b="$(median 6 botgate "$p")" -v n="$(median 6 nginx "$p")" 'BEGIN {printf "%.2f", b / n}')" \
-        "$(awk -v b="$(median 7 botgate "$p")" -v n="$(median 7 nginx "$p")" 'BEGIN {printf "%.2f", b / n}')" \
-        "$(awk -v b="$(median 18 botgate "$p")" -v n="$(median 18 nginx "$p")" 'BEGIN {printf "%.2f", b / n}')"
+        "$(ratio "$(median 4 botgate "$p")" "$(median 4 nginx "${p%% *}")")" \
+        "$(ratio "$(median 5 botgate "$p")" "$(median 5 nginx "${p%% *}")")" \
+        "$(ratio "$(median 6 botgate "$p")" "$(median 6 nginx "${p%% *}")")" \
+        "$(ratio "$(median 7 botgate "$p")" "$(median 7 nginx "${p%% *}")")" \
+        "$(ratio "$(median 18 botgate "$p")" "$(median 18 nginx "${p%% *}")")"
     done
+  fi
+  if ((want_auth)); then
+    echo
+    echo "## Authentication (issue 3)"
+    echo
+    if ((want_fresh)); then
+      echo "\`openssl speed -seconds 3 rsa2048\`, one core, once a round in this run: verify/s" \
+        "$(cut -f3 "$OPENSSL_RUNS" | paste -sd, - | sed 's/,/, /g') (median $(int "$V_VERIFY"), so $(awk -v v="$V_VERIFY" 'BEGIN {printf "%.1f", (v > 0 ? 1e6 / v : 0)}') µs a verify);" \
+        "sign/s median $(int "$V_SIGN"); machine CPU during it $(cut -f4 "$OPENSSL_RUNS" | sed 's/$/%/' | paste -sd, - | sed 's/,/, /g')."
+      echo
+    fi
+    echo "| ratio (medians) | value | target | verdict |"
+    echo "|---|---:|---:|---|"
+    if ((want_off && want_reused)); then
+      echo "| auth-reused req/s / auth-off req/s (botgate tls) | $R_REUSED | ≥ $REUSED_TARGET | $(verdict "$R_REUSED" "$REUSED_TARGET") |"
+    fi
+    if ((want_fresh)); then
+      echo "| auth-fresh req/s / openssl verify/s (raw) | ${R_FRESH_RAW:--} | | |"
+      echo "| auth-fresh req/s per core botgate used / openssl verify/s | ${R_FRESH_CORE:--} | ≥ $FRESH_TARGET | $(verdict "$R_FRESH_CORE" "$FRESH_TARGET") |"
+    fi
+    if ((want_fresh)); then
+      echo
+      echo "Per core used = req/s ÷ (botgate's CPU % ÷ 100) = requests per second of botgate CPU time" \
+        "(all its threads, during wrk's run): auth-fresh $(int "$(median 4 botgate "tls auth-fresh")") req/s at" \
+        "$(int "$(median 10 botgate "tls auth-fresh")")% CPU, $(int "$(median 19 botgate "tls auth-fresh")") req/s per core used" \
+        "($(median 18 botgate "tls auth-fresh") µs of CPU a request, against $(awk -v v="$V_VERIFY" 'BEGIN {printf "%.1f", (v > 0 ? 1e6 / v : 0)}') µs for openssl's verify alone)."
+      if ((want_reused)); then
+        echo "A fresh token costs botgate $(awk -v f="$(median 18 botgate "tls auth-fresh")" -v r="$(median 18 botgate "tls auth-reused")" 'BEGIN {if (f != "" && r != "") printf "%.1f", f - r; else print "-"}') µs of CPU more than a reused one" \
+          "(auth-fresh minus auth-reused µs/req: the RSA check, the token's parse and the cache insertion)."
+      fi
+    fi
   fi
   echo
   echo "<details><summary>every run</summary>"
   echo
-  echo "| round | target | req/s | p50 µs | p99 µs | p99.9 µs | max µs | peak RSS kB | server CPU µs/req | server CPU % | redis CPU % | machine CPU % | requests | non-2xx | socket errors | stored (warm-up + run) | Redis calls per request (scripts' included) |"
-  echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-  awk -F'\t' '{printf "| %s | %s %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $18, $10, $11, $17, $12, $13, $14, $15, $16}' "$RUNS"
+  if [[ -s $OPENSSL_RUNS ]]; then
+    echo "| round | openssl speed rsa2048 sign/s | verify/s | machine CPU % |"
+    echo "|---:|---:|---:|---:|"
+    awk -F'\t' '{printf "| %s | %s | %s | %s |\n", $1, $2, $3, $4}' "$OPENSSL_RUNS"
+    echo
+  fi
+  echo "| round | target | req/s | p50 µs | p99 µs | p99.9 µs | max µs | peak RSS kB | server CPU µs/req | server CPU % | req/s per core used | redis CPU % | machine CPU % | requests | non-2xx | socket errors | stored (warm-up + run) | Redis calls per request (scripts' included) | tokens |"
+  echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+  awk -F'\t' '{printf "| %s | %s %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $18, $10, $19, $11, $17, $12, $13, $14, $15, $16, $20}' "$RUNS"
   echo
   echo "</details>"
 }
@@ -520,4 +827,11 @@ echo
 cat "$OUT"
 echo
 echo "written to ${OUT#"$ROOT"/}"
+if ((want_fresh && FRESH_VALID == 0)); then
+  die "no valid auth-fresh run: every one ran out of fresh tokens (raise BENCH_FRESH_MARGIN)"
+fi
+if [[ -n $R_REUSED ]]; then log "auth-reused / auth-off req/s: $R_REUSED (target >= $REUSED_TARGET): $(verdict "$R_REUSED" "$REUSED_TARGET")"; fi
+if [[ -n $R_FRESH_CORE ]]; then
+  log "auth-fresh / openssl verify/s: $R_FRESH_RAW raw, $R_FRESH_CORE per core used (target >= $FRESH_TARGET): $(verdict "$R_FRESH_CORE" "$FRESH_TARGET")"
+fi
 FAILED=0

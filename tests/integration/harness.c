@@ -977,6 +977,8 @@ health_ok(const char *url, const char *ca_file)
     return ok;
 }
 
+const char *bgt_botgate_role;
+
 int
 bgt_botgate_start(bgt_botgate *b, const char *env_dir, const char *name, const char *yaml,
                   const char *health_url, const char *ca_file)
@@ -995,7 +997,11 @@ bgt_botgate_start(bgt_botgate *b, const char *env_dir, const char *name, const c
     if (bgt_write_file(b->config, yaml, -1) != 0)
         return -1;
 
-    char *argv[] = {(char *)bin, "serve", "-c", b->config, NULL};
+    char *argv[] = {(char *)bin, "serve", "-c", b->config, NULL, NULL, NULL};
+    if (bgt_botgate_role != NULL) {
+        argv[4] = "--role";
+        argv[5] = (char *)bgt_botgate_role;
+    }
     b->pid = bgt_spawn(argv, b->log, NULL);
     if (b->pid < 0) {
         b->pid = 0;

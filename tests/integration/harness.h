@@ -240,6 +240,11 @@ typedef struct bgt_botgate {
  * output in env_dir/botgate-<name>.log, and waits (20 s: the binary may run under ASan)
  * until GET health_url answers 200. ca_file is the trust anchor for an https health_url.
  * On failure prints the log and leaves b stopped. */
+/* `serve --role <this>` for every botgate started afterwards; NULL (the default) = all.
+ * Tests of the ingress alone set "ingress", so that no dispatcher consumes the stream
+ * they inspect. */
+extern const char *bgt_botgate_role;
+
 int bgt_botgate_start(bgt_botgate *b, const char *env_dir, const char *name, const char *yaml,
                       const char *health_url, const char *ca_file);
 

@@ -1148,6 +1148,7 @@ test_connector_stop(void **state)
 int
 main(void)
 {
+    bgt_botgate_role = "ingress"; /* these tests inspect the stream: no consumer */
     const struct CMUnitTest shared[] = {
         cmocka_unit_test(test_ready_with_keys),
         cmocka_unit_test(test_valid_token_http1),

@@ -1059,6 +1059,7 @@ test_config_file_missing(void **state)
 int
 main(void)
 {
+    bgt_botgate_role = "ingress"; /* these tests inspect the stream: no consumer */
     const struct CMUnitTest shared[] = {
         cmocka_unit_test(test_probes),
         cmocka_unit_test(test_accept_http1_tls),

@@ -104,6 +104,7 @@ test_teams_message(void **state)
     assert_string_equal(act.conversation_id,
                         "19:3e1fa9c2b7d04e5f8a6c1b2d3e4f5a6b@thread.tacv2;messageid=1715678467301");
     assert_null(act.delivery_mode);
+    assert_null(act.name); /* from.name and recipient.name are not the activity's name */
     assert_string_equal(act.tenant_id, "72f988bf-86f1-41af-91ab-2d7cd011db47");
     bg_activity_clear(&act);
     assert_null(act.type);
@@ -119,6 +120,7 @@ test_every_field(void **state)
     const char json[] =
         "{\"type\":\"invoke\",\"id\":\"f:123\",\"channelId\":\"emulator\","
         "\"serviceUrl\":\"http://localhost:5000\",\"deliveryMode\":\"expectReplies\","
+        "\"name\":\"composeExtension/query\","
         "\"conversation\":{\"id\":\"c1\",\"tenantId\":\"t1\"}}";
     char buf[sizeof(json) + 3];
     memcpy(buf, json, sizeof(json) - 1);
@@ -130,6 +132,7 @@ test_every_field(void **state)
     assert_string_equal(act.channel_id, "emulator");
     assert_string_equal(act.service_url, "http://localhost:5000");
     assert_string_equal(act.delivery_mode, "expectReplies");
+    assert_string_equal(act.name, "composeExtension/query");
     assert_string_equal(act.conversation_id, "c1");
     assert_string_equal(act.tenant_id, "t1");
     bg_activity_clear(&act);
@@ -148,6 +151,7 @@ test_minimal_and_empty_values(void **state)
     assert_null(act.service_url);
     assert_null(act.conversation_id);
     assert_null(act.delivery_mode);
+    assert_null(act.name);
     assert_null(act.tenant_id);
     bg_activity_clear(&act);
 
@@ -168,7 +172,8 @@ test_null_fields(void **state)
     assert_int_equal(
         parse(&act,
               "{\"type\":\"message\",\"id\":null,\"channelId\":null,\"serviceUrl\":null,"
-              "\"deliveryMode\":null,\"conversation\":{\"id\":null,\"tenantId\":null},"
+              "\"deliveryMode\":null,\"name\":null,"
+              "\"conversation\":{\"id\":null,\"tenantId\":null},"
               "\"channelData\":{\"tenant\":{\"id\":null}}}",
               NULL, 0),
         0);
@@ -177,6 +182,7 @@ test_null_fields(void **state)
     assert_null(act.channel_id);
     assert_null(act.service_url);
     assert_null(act.delivery_mode);
+    assert_null(act.name);
     assert_null(act.conversation_id);
     assert_null(act.tenant_id);
     bg_activity_clear(&act);
@@ -220,6 +226,7 @@ test_wrong_types(void **state)
         {"{\"type\":\"message\",\"channelId\":", "}", "channelId must be a string"},
         {"{\"type\":\"message\",\"serviceUrl\":", "}", "serviceUrl must be a string"},
         {"{\"type\":\"message\",\"deliveryMode\":", "}", "deliveryMode must be a string"},
+        {"{\"type\":\"invoke\",\"name\":", "}", "name must be a string"},
         {"{\"type\":\"message\",\"conversation\":{\"id\":", "}}",
          "conversation.id must be a string"},
         {"{\"type\":\"message\",\"conversation\":{\"tenantId\":", "}}",
@@ -313,6 +320,38 @@ test_tenant_fallbacks(void **state)
     }
 }
 
+/* A Teams message-extension query, as the Connector sends it (an invoke the channel waits
+ * for): its top-level name is read, value.commandId and from.name are not. */
+static void
+test_invoke_name(void **state)
+{
+    (void)state;
+    bg_activity act;
+    assert_int_equal(
+        parse(&act,
+              "{\"name\":\"composeExtension/query\",\"type\":\"invoke\","
+              "\"timestamp\":\"2024-05-14T09:25:11.000Z\",\"id\":\"f:4c5b1e7a\","
+              "\"channelId\":\"msteams\",\"serviceUrl\":\"https://smba.trafficmanager.net/emea/\","
+              "\"from\":{\"id\":\"29:1Xq7\",\"name\":\"Ada Lovelace\"},"
+              "\"conversation\":{\"conversationType\":\"personal\",\"id\":\"a:1Zx\","
+              "\"tenantId\":\"t1\"},"
+              "\"recipient\":{\"id\":\"28:bot\",\"name\":\"Echo Bot\"},"
+              "\"value\":{\"commandId\":\"searchQuery\",\"parameters\":[{\"name\":\"searchQuery\","
+              "\"value\":\"botgate\"}],\"queryOptions\":{\"skip\":0,\"count\":25}},"
+              "\"locale\":\"en-US\"}",
+              NULL, 0),
+        0);
+    assert_string_equal(act.type, "invoke");
+    assert_string_equal(act.name, "composeExtension/query");
+    bg_activity_clear(&act);
+    assert_null(act.name);
+
+    /* An empty name is a value, kept as such (it is no composeExtension). */
+    assert_int_equal(parse(&act, "{\"type\":\"invoke\",\"name\":\"\"}", NULL, 0), 0);
+    assert_string_equal(act.name, "");
+    bg_activity_clear(&act);
+}
+
 /* Fields deeper inside conversation, and fields of the same name elsewhere, are not ours. */
 static void
 test_nested_conversation(void **state)
@@ -330,6 +369,7 @@ test_nested_conversation(void **state)
                      0);
     assert_string_equal(act.type, "conversationUpdate");
     assert_string_equal(act.conversation_id, "a:1Zx");
+    assert_null(act.name); /* conversation.name is the chat's, not the activity's */
     assert_null(act.id);
     assert_null(act.tenant_id);
     bg_activity_clear(&act);
@@ -401,6 +441,8 @@ test_embedded_nul(void **state)
                    "type must not contain a NUL character");
     assert_refused("{\"type\":\"message\",\"id\":\"\\u0000\"}", BG_EACTIVITY,
                    "id must not contain a NUL character");
+    assert_refused("{\"type\":\"invoke\",\"name\":\"composeExtension/\\u0000query\"}", BG_EACTIVITY,
+                   "name must not contain a NUL character");
     assert_refused("{\"type\":\"message\",\"conversation\":{\"id\":\"a\\u0000b\"}}", BG_EACTIVITY,
                    "conversation.id must not contain");
     assert_refused("{\"type\":\"message\",\"channelData\":{\"tenant\":{\"id\":\"t\\u0000\"}}}",
@@ -434,6 +476,9 @@ test_duplicate_keys_refused(void **state)
     assert_refused("{\"type\":\"message\",\"channelId\":\"msteams\",\"channelId\":\"webchat\"}",
                    BG_EJSON, "duplicate key");
     assert_refused("{\"type\":\"message\",\"id\":\"1\",\"id\":\"2\"}", BG_EJSON, "duplicate key");
+    assert_refused("{\"type\":\"invoke\",\"name\":\"composeExtension/query\","
+                   "\"name\":\"adaptiveCard/action\"}",
+                   BG_EJSON, "duplicate key");
     /* nested: conversation given twice, and conversation.id twice inside one object */
     assert_refused("{\"type\":\"message\",\"conversation\":{\"id\":\"c1\"},"
                    "\"conversation\":{\"id\":\"c2\"}}",
@@ -610,6 +655,7 @@ main(void)
         cmocka_unit_test(test_wrong_types),
         cmocka_unit_test(test_wrong_type_not_masked),
         cmocka_unit_test(test_tenant_fallbacks),
+        cmocka_unit_test(test_invoke_name),
         cmocka_unit_test(test_nested_conversation),
         cmocka_unit_test(test_non_object_bodies),
         cmocka_unit_test(test_invalid_json),

@@ -82,9 +82,12 @@ dump(const bg_config *c, char *out, size_t len)
     put(out, len, "bot.backoff_initial_ms=%d\n", c->bot.backoff_initial_ms);
     put(out, len, "bot.backoff_max_ms=%d\n", c->bot.backoff_max_ms);
     put(out, len, "bot.claim_idle_s=%d\n", c->bot.claim_idle_s);
+    put(out, len, "bot.consumer_suffix=%s\n", c->bot.consumer_suffix);
     put(out, len, "policy.body_max_bytes=%lld\n", c->policy.body_max_bytes);
     put_list(out, len, "policy.sync_types", &c->policy.sync_types);
     put(out, len, "policy.sync_deadline_ms=%d\n", c->policy.sync_deadline_ms);
+    put(out, len, "policy.sync_compose_deadline_ms=%d\n", c->policy.sync_compose_deadline_ms);
+    put(out, len, "policy.sync_fallback_status=%d\n", c->policy.sync_fallback_status);
     put_list(out, len, "policy.allow_cidrs", &c->policy.allow_cidrs);
     put_list(out, len, "policy.trusted_proxies", &c->policy.trusted_proxies);
     put(out, len, "policy.answer_ping=%d\n", c->policy.answer_ping);
@@ -132,9 +135,12 @@ static const char defaults_dump[] =
     "bot.backoff_initial_ms=1000\n"
     "bot.backoff_max_ms=300000\n"
     "bot.claim_idle_s=60\n"
+    "bot.consumer_suffix=\n"
     "policy.body_max_bytes=262144\n"
     "policy.sync_types=invoke\n"
     "policy.sync_deadline_ms=12000\n"
+    "policy.sync_compose_deadline_ms=4500\n"
+    "policy.sync_fallback_status=504\n"
     "policy.allow_cidrs=\n"
     "policy.trusted_proxies=\n"
     "policy.answer_ping=1\n"
@@ -192,12 +198,15 @@ static const char all_keys_block[] =
     "  backoff_initial_ms: 200\n"
     "  backoff_max_ms: 20000\n"
     "  claim_idle_s: 600\n"
+    "  consumer_suffix: -b\n"
     "policy:\n"
     "  body_max_bytes: 1048576\n"
     "  sync_types:\n"
     "    - invoke\n"
     "    - message\n"
     "  sync_deadline_ms: 5000\n"
+    "  sync_compose_deadline_ms: 3000\n"
+    "  sync_fallback_status: 503\n"
     "  allow_cidrs:\n"
     "    - 10.0.0.0/8\n"
     "    - \"fd00::/8\"\n"
@@ -232,8 +241,9 @@ static const char all_keys_flow[] =
     "         sentinels: ['s1.test:26379', '[fd00::1]:26379'], master_name: mymaster},\n"
     " bot: {url: 'https://bot.test/api/messages', timeout_s: 30, concurrency: 4,\n"
     "       max_attempts: 3, backoff_initial_ms: 200, backoff_max_ms: 20000,\n"
-    "       claim_idle_s: 600},\n"
+    "       claim_idle_s: 600, consumer_suffix: -b},\n"
     " policy: {body_max_bytes: 1048576, sync_types: [invoke, message], sync_deadline_ms: 5000,\n"
+    "          sync_compose_deadline_ms: 3000, sync_fallback_status: 503,\n"
     "          allow_cidrs: [10.0.0.0/8, 'fd00::/8'], trusted_proxies: [192.168.1.1],\n"
     "          answer_ping: false},\n"
     " relay: {listen: '[::1]:4000', token_url: 'http://token.test/token',\n"
@@ -276,9 +286,12 @@ static char *const all_keys_env[] = {
     "BOTGATE_BOT_BACKOFF_INITIAL_MS=200",
     "BOTGATE_BOT_BACKOFF_MAX_MS=20000",
     "BOTGATE_BOT_CLAIM_IDLE_S=600",
+    "BOTGATE_BOT_CONSUMER_SUFFIX=-b",
     "BOTGATE_POLICY_BODY_MAX_BYTES=1048576",
     "BOTGATE_POLICY_SYNC_TYPES=invoke, message",
     "BOTGATE_POLICY_SYNC_DEADLINE_MS=5000",
+    "BOTGATE_POLICY_SYNC_COMPOSE_DEADLINE_MS=3000",
+    "BOTGATE_POLICY_SYNC_FALLBACK_STATUS=503",
     "BOTGATE_POLICY_ALLOW_CIDRS=10.0.0.0/8 , fd00::/8",
     "BOTGATE_POLICY_TRUSTED_PROXIES=192.168.1.1",
     "BOTGATE_POLICY_ANSWER_PING=off",
@@ -333,7 +346,7 @@ assert_every_line_differs(const char *a, const char *b)
         lines++;
     }
     assert_int_equal(*a, *b);
-    assert_int_equal(lines, 45); /* every key in the table */
+    assert_int_equal(lines, 48); /* every key in the table */
 }
 
 /* ---- defaults ----------------------------------------------------------------------- */
@@ -466,9 +479,12 @@ test_env_overrides_every_file_key(void **state)
                               "BOTGATE_BOT_BACKOFF_INITIAL_MS=1000",
                               "BOTGATE_BOT_BACKOFF_MAX_MS=300000",
                               "BOTGATE_BOT_CLAIM_IDLE_S=60",
+                              "BOTGATE_BOT_CONSUMER_SUFFIX=",
                               "BOTGATE_POLICY_BODY_MAX_BYTES=262144",
                               "BOTGATE_POLICY_SYNC_TYPES=invoke",
                               "BOTGATE_POLICY_SYNC_DEADLINE_MS=12000",
+                              "BOTGATE_POLICY_SYNC_COMPOSE_DEADLINE_MS=4500",
+                              "BOTGATE_POLICY_SYNC_FALLBACK_STATUS=504",
                               "BOTGATE_POLICY_ALLOW_CIDRS=",
                               "BOTGATE_POLICY_TRUSTED_PROXIES=  ",
                               "BOTGATE_POLICY_ANSWER_PING=On",
@@ -962,6 +978,8 @@ test_numeric_ranges(void **state)
         {"bot.claim_idle_s", "BOTGATE_BOT_CLAIM_IDLE_S", 1, 86400},
         {"policy.body_max_bytes", "BOTGATE_POLICY_BODY_MAX_BYTES", 1024, 67108864},
         {"policy.sync_deadline_ms", "BOTGATE_POLICY_SYNC_DEADLINE_MS", 100, 14000},
+        {"policy.sync_compose_deadline_ms", "BOTGATE_POLICY_SYNC_COMPOSE_DEADLINE_MS", 100, 14000},
+        {"policy.sync_fallback_status", "BOTGATE_POLICY_SYNC_FALLBACK_STATUS", 200, 599},
         {"shutdown_grace_s", "BOTGATE_SHUTDOWN_GRACE_S", 0, 3600},
     };
     for (size_t i = 0; i < N(ranges); i++) {

@@ -458,11 +458,10 @@ release_head(bg_dispatcher *d, struct st_conv *c)
 /* ---- outcomes: written through the shared connection ----------------------------------- */
 
 /* XACK + XDEL + forget the retry state, in one step. */
-static const char ack_script[] =
-    "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
-    "redis.call('XDEL', KEYS[1], ARGV[2])\n"
-    "redis.call('HDEL', KEYS[2], ARGV[2])\n"
-    "return 1\n";
+static const char ack_script[] = "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
+                                 "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+                                 "redis.call('HDEL', KEYS[2], ARGV[2])\n"
+                                 "return 1\n";
 
 /* The dead letter and the acknowledgement together: never one without the other. */
 static const char dead_script[] =
@@ -480,16 +479,16 @@ on_outcome_written(bg_redis *redis, redisReply *reply, int err, void *data)
     (void)redis;
     const char *what = data;
     if (err != 0)
-        bg_log_warn("dispatch", "%s not recorded (%s): the entry stays pending and will be "
-                                "delivered again",
+        bg_log_warn("dispatch",
+                    "%s not recorded (%s): the entry stays pending and will be "
+                    "delivered again",
                     what, bg_error_code(err));
     else if (reply->type == REDIS_REPLY_ERROR)
         bg_log_warn("dispatch", "%s refused by Redis: %.*s", what, (int)reply->len, reply->str);
 }
 
 static void
-write_outcome(bg_dispatcher *d, const char *what, int argc, const char **argv,
-              const size_t *lens)
+write_outcome(bg_dispatcher *d, const char *what, int argc, const char **argv, const size_t *lens)
 {
     if (bg_redis_command(d->writer, on_outcome_written, (void *)what, argc, argv, lens) != 0)
         bg_log_warn("dispatch", "%s not recorded: Redis unavailable; the entry stays pending",
@@ -499,8 +498,8 @@ write_outcome(bg_dispatcher *d, const char *what, int argc, const char **argv,
 static void
 record_ack(bg_dispatcher *d, struct st_item *it)
 {
-    const char *argv[] = {"EVAL", ack_script, "2", d->cfg->redis.stream, d->stream_retry,
-                          BG_CONSUMER_GROUP, it->id};
+    const char *argv[] = {"EVAL",          ack_script,        "2",   d->cfg->redis.stream,
+                          d->stream_retry, BG_CONSUMER_GROUP, it->id};
     write_outcome(d, "acknowledgement", 7, argv, NULL);
 }
 
@@ -511,10 +510,20 @@ record_dead(bg_dispatcher *d, struct st_item *it, const char *reason)
     snprintf(attempts, sizeof(attempts), "%d", it->attempt);
     snprintf(status, sizeof(status), "%ld", it->last_status);
     snprintf(at, sizeof(at), "%" PRId64, wall_ms());
-    const char *argv[] = {"EVAL",       dead_script,          "3",          d->cfg->redis.stream,
-                          d->stream_retry, d->stream_dlq,     BG_CONSUMER_GROUP, it->id,
-                          it->raw,    reason,               attempts,     status,
-                          it->last_error, at};
+    const char *argv[] = {"EVAL",
+                          dead_script,
+                          "3",
+                          d->cfg->redis.stream,
+                          d->stream_retry,
+                          d->stream_dlq,
+                          BG_CONSUMER_GROUP,
+                          it->id,
+                          it->raw,
+                          reason,
+                          attempts,
+                          status,
+                          it->last_error,
+                          at};
     size_t lens[14];
     for (int i = 0; i < 14; i++)
         lens[i] = strlen(argv[i]);
@@ -560,9 +569,8 @@ on_delivered(const bg_http_result *res, void *data)
                            .status = res->status,
                            .retry_after = res->retry_after,
                            .retry_after_len = res->retry_after ? strlen(res->retry_after) : 0};
-    bg_delivery_decision dec =
-        bg_delivery_decide(&d->backoff, it->attempt, &r, (double)rand() / ((double)RAND_MAX + 1),
-                           (int64_t)time(NULL));
+    bg_delivery_decision dec = bg_delivery_decide(
+        &d->backoff, it->attempt, &r, (double)rand() / ((double)RAND_MAX + 1), (int64_t)time(NULL));
     switch (dec.action) {
     case BG_DELIVERY_ACK:
         bg_log_debug("dispatch", "entry %s delivered on attempt %d (HTTP %ld, %" PRId64 " µs)",
@@ -604,8 +612,8 @@ build_headers(const struct st_item *it, char **block, const char **lines, size_t
     for (size_t i = 0; i < it->entry.n_headers && n + 3 < max_lines; i++) {
         const bg_entry_header *h = &it->entry.headers[i];
         lines[n++] = p;
-        p += sprintf(p, "%.*s: %.*s", (int)h->name.len, h->name.p, (int)h->value.len,
-                     h->value.p) + 1;
+        p += sprintf(p, "%.*s: %.*s", (int)h->name.len, h->name.p, (int)h->value.len, h->value.p) +
+             1;
     }
     lines[n++] = p;
     p += sprintf(p, "X-Botgate-Attempt: %d", it->attempt) + 1;
@@ -835,14 +843,13 @@ maybe_read(bg_dispatcher *d)
     snprintf(count, sizeof(count), "%zu", room < READ_BATCH ? room : READ_BATCH);
     int rc;
     if (d->phase == PHASE_OWN_PENDING) {
-        const char *argv[] = {"XREADGROUP", "GROUP", BG_CONSUMER_GROUP, d->consumer,
-                              "COUNT",      count,   "STREAMS",         d->cfg->redis.stream,
-                              d->own_cursor};
+        const char *argv[] = {"XREADGROUP", "GROUP",   BG_CONSUMER_GROUP,    d->consumer,  "COUNT",
+                              count,        "STREAMS", d->cfg->redis.stream, d->own_cursor};
         rc = bg_redis_command(d->reader, on_read, d, 9, argv, NULL);
     } else {
-        const char *argv[] = {"XREADGROUP", "GROUP",     BG_CONSUMER_GROUP, d->consumer,
-                              "COUNT",      count,       "BLOCK",           d->block_ms,
-                              "STREAMS",    d->cfg->redis.stream, ">"};
+        const char *argv[] = {
+            "XREADGROUP", "GROUP",     BG_CONSUMER_GROUP, d->consumer,          "COUNT", count,
+            "BLOCK",      d->block_ms, "STREAMS",         d->cfg->redis.stream, ">"};
         rc = bg_redis_command(d->reader, on_read, d, 11, argv, NULL);
     }
     if (rc == 0)
@@ -874,8 +881,8 @@ on_reader_ready(bg_redis *redis, void *data)
     d->phase = PHASE_OWN_PENDING;
     strcpy(d->own_cursor, "0");
     d->reading = 0;
-    const char *argv[] = {"XGROUP", "CREATE", d->cfg->redis.stream, BG_CONSUMER_GROUP, "0",
-                          "MKSTREAM"};
+    const char *argv[] = {"XGROUP",          "CREATE", d->cfg->redis.stream,
+                          BG_CONSUMER_GROUP, "0",      "MKSTREAM"};
     bg_redis_command(redis, on_group_created, d, 6, argv, NULL);
 }
 
@@ -986,8 +993,8 @@ bg_dispatcher_new(h2o_loop_t *loop, const bg_config *cfg, bg_redis *writer, bg_h
     snprintf(d->consumer, sizeof(d->consumer), "%s%s", host, cfg->bot.consumer_suffix);
     snprintf(d->stream_retry, sizeof(d->stream_retry), "%s:retry", cfg->redis.stream);
     snprintf(d->stream_dlq, sizeof(d->stream_dlq), "%s:dlq", cfg->redis.stream);
-    d->backoff = (bg_backoff){cfg->bot.backoff_initial_ms, cfg->bot.backoff_max_ms,
-                              cfg->bot.max_attempts};
+    d->backoff =
+        (bg_backoff){cfg->bot.backoff_initial_ms, cfg->bot.backoff_max_ms, cfg->bot.max_attempts};
     d->concurrency = (size_t)cfg->bot.concurrency;
     d->read_ahead = d->concurrency * 16 < 256 ? 256 : d->concurrency * 16;
     srand((unsigned)(wall_ms() ^ getpid())); /* back-off jitter only */

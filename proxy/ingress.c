@@ -473,8 +473,7 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     size_t token_len = 0;
     ssize_t az = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
     if (az < 0) {
-        if (server->auth_on)
-            return refuse(req, BG_EAUTH_MISSING, NULL);
+        /* refused in authenticate(), after a ping without a token had its answer */
     } else if (bg_request_bearer(req->headers.entries[az].value.base,
                                  req->headers.entries[az].value.len, &token, &token_len) != 0) {
         return refuse(req, BG_EAUTH_MALFORMED, NULL);
@@ -501,6 +500,12 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     int rc = bg_activity_parse(&op->act, req->entity.base, req->entity.len, why, sizeof(why));
     if (rc != 0)
         return refuse(req, rc, why);
+    /* policy.answer_ping: a liveness check of the bot's endpoint ({"type":"ping"}, sent
+     * without a token) is answered here; nothing is queued or forwarded. */
+    if (token == NULL && cfg->policy.answer_ping && strcmp(op->act.type, "ping") == 0) {
+        bg_respond_json(req, 200, NULL, "{}");
+        return 0;
+    }
     authenticate(op);
     return 0;
 }

@@ -45,19 +45,27 @@ typedef struct bg_delivery_decision {
 } bg_delivery_decision;
 
 /*
- * The rule after attempt number `attempt` (1 = the first) ended with r:
- *   2xx                                  → ACK
- *   408, 429, 5xx, no answer             → RETRY, unless attempt >= max_attempts → DEAD
- * max_attempts any other status (other 4xx, 1xx/3xx) → DEAD http_4xx (3xx: the bot should not
- * redirect) The retry delay is exponential with jitter: base = min(max_ms, initial_ms *
- * 2^(attempt-1)), delay = base/2 + random01 * base/2 (random01 in [0,1)); a Retry-After (seconds,
- * or an HTTP date relative to now_s) on a 429 or 503 replaces it when larger, capped at max_ms.
+ * The rule after attempt number `attempt` (1 = the first; less counts as 1) ended with r:
+ *
+ *   2xx                                   ACK
+ *   408, 429, 5xx, no answer              RETRY; DEAD max_attempts once attempt >= max_attempts
+ *   any other status (other 4xx, 1xx/3xx) DEAD http_4xx (3xx: the bot should not redirect)
+ *
+ * "No answer" is transport_error, or a status of 0 or less (nothing said "refused").
+ * The retry delay is exponential with jitter: base = min(max_ms, initial_ms * 2^(attempt-1)),
+ * computed without overflow for any attempt; delay = base/2 + random01 * (base - base/2), so
+ * in [base/2, base) (random01 in [0,1); a value outside is clamped). A Retry-After on a 429
+ * or 503 replaces it when larger, capped at max_ms: delta-seconds, or an IMF-fixdate
+ * ("Sun, 06 Nov 1994 08:49:37 GMT") relative to now_s, blanks around either allowed.
+ * Anything else there (the obsolete RFC 850 and asctime dates, signs, fractions, garbage)
+ * is ignored, and the back-off applies.
  */
 bg_delivery_decision bg_delivery_decide(const bg_backoff *b, int attempt,
                                         const bg_attempt_result *r, double random01, int64_t now_s);
 
-/* 1 when a token with this exp (0 = none/unknown) has expired at now_s: such an entry is
- * dead-lettered before an attempt, since the bot would refuse it. */
+/* 1 when a token with this exp (0 = none/unknown) has expired at now_s (now_s >= exp): such
+ * an entry is dead-lettered before an attempt, since the bot would refuse it. The SDK allows
+ * 5 minutes of clock skew; a caller that wants to match it passes now_s minus the skew. */
 int bg_delivery_token_expired(int64_t token_exp, int64_t now_s);
 
 /*

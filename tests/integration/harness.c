@@ -1565,3 +1565,445 @@ bgt_connector_mint(const char *dir, const char *kid, const char *app_id, const c
                   .extra_claims = jti};
     return bgt_connector_mint_ex(dir, "keys", kid != NULL ? kid : "key-1", &m);
 }
+
+/* ---- the slow bot ------------------------------------------------------------------------------
+ */
+
+#define MAX_BOTS 8
+
+/* The bots running, by directory. */
+static struct bot_run {
+    pid_t pid; /* 0: free slot */
+    int port;
+    char dir[BGT_PATH_MAX];
+} bots[MAX_BOTS];
+
+static struct bot_run *
+bot_find(const char *dir)
+{
+    for (int i = 0; i < MAX_BOTS; i++)
+        if (bots[i].pid != 0 && strcmp(bots[i].dir, dir) == 0)
+            return &bots[i];
+    fprintf(stderr, "harness: no slow bot running in %s\n", dir);
+    return NULL;
+}
+
+char *
+bgt_bot_url(char *out, size_t cap, int port, const char *path)
+{
+    snprintf(out, cap, "http://127.0.0.1:%d%s", port, path != NULL ? path : "/api/messages");
+    return out;
+}
+
+/* GET or POST path on the bot at port; the body (malloc'd) on 200, else NULL. */
+static char *
+bot_call(int port, const char *method, const char *path)
+{
+    char url[BGT_PATH_MAX];
+    bgt_bot_url(url, sizeof(url), port, path);
+    bgt_http_req req = {.method = method, .url = url, .version = BGT_HTTP_1_1};
+    req.timeout_ms = 5000;
+    bgt_http_resp resp;
+    bgt_http_request(&req, &resp);
+    char *body = NULL;
+    if (resp.curl_code == CURLE_OK && resp.status == 200) {
+        body = resp.body;
+        resp.body = NULL;
+    }
+    bgt_http_resp_free(&resp);
+    return body;
+}
+
+int
+bgt_bot_start(const char *dir, int *port)
+{
+    const char *tools = getenv("BOTGATE_TOOLS_DIR");
+    if (tools == NULL || tools[0] == '\0') {
+        fprintf(stderr, "harness: BOTGATE_TOOLS_DIR is not set (ctest sets it to the tests "
+                        "build directory, where slow_bot is)\n");
+        return -1;
+    }
+    struct bot_run *b = NULL;
+    for (int i = 0; i < MAX_BOTS; i++) {
+        struct bot_run *r = &bots[i];
+        /* a slot whose process is gone (bgt_env_finish reaped it after a failed test) is free */
+        if (r->pid != 0 && kill(r->pid, 0) != 0)
+            memset(r, 0, sizeof(*r));
+        if (r->pid != 0 && strcmp(r->dir, dir) == 0) {
+            fprintf(stderr, "harness: a slow bot already runs in %s\n", dir);
+            return -1;
+        }
+        if (r->pid == 0 && b == NULL)
+            b = r;
+    }
+    if (b == NULL) {
+        fprintf(stderr, "harness: more than %d slow bots\n", MAX_BOTS);
+        return -1;
+    }
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "harness: mkdir %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    char bin[BGT_PATH_MAX], ready[BGT_PATH_MAX], log[BGT_PATH_MAX], portarg[16];
+    snprintf(bin, sizeof(bin), "%s/slow_bot", tools);
+    bgt_path(ready, sizeof(ready), dir, "ready");
+    bgt_path(log, sizeof(log), dir, "slow_bot.log");
+    snprintf(portarg, sizeof(portarg), "%d", *port);
+    unlink(ready);
+
+    char *argv[] = {bin, "--dir", (char *)dir, "--port", portarg, NULL};
+    pid_t pid = bgt_spawn(argv, log, NULL);
+    if (pid < 0)
+        return -1;
+    int64_t deadline = bgt_mono_ms() + 20000;
+    while (bgt_mono_ms() < deadline) {
+        int status;
+        if (bgt_wait_pid(pid, 0, &status) == 0) {
+            char why[64];
+            fprintf(stderr, "harness: slow_bot in %s exited at start (%s)\n", dir,
+                    bgt_describe_status(status, why, sizeof(why)));
+            bgt_dump_file(log, 16 * 1024);
+            return -1;
+        }
+        char *text = bgt_read_file(ready, NULL);
+        int p = text != NULL ? atoi(text) : 0;
+        free(text);
+        char *stats = p > 0 ? bot_call(p, "GET", "/stats") : NULL;
+        if (stats != NULL) {
+            free(stats);
+            b->pid = pid;
+            b->port = p;
+            snprintf(b->dir, sizeof(b->dir), "%s", dir);
+            *port = p;
+            return 0;
+        }
+        bgt_sleep_ms(50);
+    }
+    fprintf(stderr, "harness: slow_bot in %s did not serve /stats within 20 s\n", dir);
+    bgt_kill_wait(pid, SIGKILL, 5000);
+    bgt_dump_file(log, 16 * 1024);
+    return -1;
+}
+
+int
+bgt_bot_stop(const char *dir)
+{
+    struct bot_run *b = bot_find(dir);
+    if (b == NULL)
+        return -1;
+    int status = bgt_kill_wait(b->pid, SIGTERM, 20000);
+    memset(b, 0, sizeof(*b));
+    if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    char why[64], log[BGT_PATH_MAX];
+    fprintf(stderr, "harness: slow_bot in %s did not exit cleanly after SIGTERM: %s\n", dir,
+            bgt_describe_status(status, why, sizeof(why)));
+    bgt_dump_file(bgt_path(log, sizeof(log), dir, "slow_bot.log"), 64 * 1024);
+    return -1;
+}
+
+void
+bgt_bot_kill(const char *dir)
+{
+    for (int i = 0; i < MAX_BOTS; i++)
+        if (bots[i].pid != 0 && strcmp(bots[i].dir, dir) == 0) {
+            bgt_kill_wait(bots[i].pid, SIGKILL, 5000);
+            memset(&bots[i], 0, sizeof(bots[i]));
+        }
+}
+
+/* Writes dir/name through rename() (text NULL: removes the file). */
+static int
+bot_set_file(const char *dir, const char *name, const char *text)
+{
+    char path[BGT_PATH_MAX];
+    bgt_path(path, sizeof(path), dir, name);
+    if (text != NULL)
+        return write_file_renamed(path, text, -1);
+    if (unlink(path) != 0 && errno != ENOENT) {
+        fprintf(stderr, "harness: unlink %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int
+bgt_bot_set_delay(const char *dir, int ms)
+{
+    char text[32];
+    snprintf(text, sizeof(text), "%d\n", ms);
+    return bot_set_file(dir, "delay_ms", ms > 0 ? text : NULL);
+}
+
+int
+bgt_bot_set_delay_random(const char *dir, int min_ms, int max_ms)
+{
+    char text[64];
+    snprintf(text, sizeof(text), "random %d %d\n", min_ms, max_ms);
+    return bot_set_file(dir, "delay_ms", text);
+}
+
+int
+bgt_bot_set_statuses(const char *dir, const char *statuses)
+{
+    return bot_set_file(dir, "statuses", statuses);
+}
+
+int
+bgt_bot_set_activity_statuses(const char *dir, const char *activity_id, const char *statuses)
+{
+    char name[BGT_PATH_MAX];
+    if (strchr(activity_id, '/') != NULL ||
+        (size_t)snprintf(name, sizeof(name), "status_%s", activity_id) >= sizeof(name)) {
+        fprintf(stderr, "harness: activity id '%s' cannot name a status file\n", activity_id);
+        return -1;
+    }
+    return bot_set_file(dir, name, statuses);
+}
+
+int
+bgt_bot_set_retry_after(const char *dir, const char *value)
+{
+    return bot_set_file(dir, "retry_after", value);
+}
+
+int
+bgt_bot_set_body(const char *dir, const char *body)
+{
+    return bot_set_file(dir, "body", body);
+}
+
+int
+bgt_bot_set_hang(const char *dir, bool hang)
+{
+    return bot_set_file(dir, "hang", hang ? "hang\n" : NULL);
+}
+
+static char *
+json_strdup_or_null(json_t *v)
+{
+    return json_is_string(v) ? strdup(json_string_value(v)) : NULL;
+}
+
+/* Fills r from an arrival line of received.jsonl. */
+static void
+bot_request_from(bgt_bot_request *r, json_t *line)
+{
+    memset(r, 0, sizeof(*r));
+    r->seq = (unsigned long)json_integer_value(json_object_get(line, "seq"));
+    r->t_us = (int64_t)json_integer_value(json_object_get(line, "t_us"));
+    r->path = json_strdup_or_null(json_object_get(line, "path"));
+    r->activity_id = json_strdup_or_null(json_object_get(line, "activity_id"));
+    r->conversation_id = json_strdup_or_null(json_object_get(line, "conversation_id"));
+    r->type = json_strdup_or_null(json_object_get(line, "type"));
+    r->name = json_strdup_or_null(json_object_get(line, "name"));
+    r->delivery_mode = json_strdup_or_null(json_object_get(line, "delivery_mode"));
+    json_t *attempt = json_object_get(line, "attempt");
+    r->attempt = json_is_integer(attempt) ? (int)json_integer_value(attempt) : -1;
+    json_t *at = json_object_get(line, "received_at");
+    if (json_is_integer(at)) {
+        char text[32];
+        snprintf(text, sizeof(text), "%" JSON_INTEGER_FORMAT, json_integer_value(at));
+        r->received_at = strdup(text);
+    } else {
+        r->received_at = json_strdup_or_null(at);
+    }
+    r->authorization = json_is_true(json_object_get(line, "authorization"));
+    r->body_len = (size_t)json_integer_value(json_object_get(line, "body_len"));
+    snprintf(r->action, sizeof(r->action), "%s",
+             json_is_string(json_object_get(line, "action"))
+                 ? json_string_value(json_object_get(line, "action"))
+                 : "");
+    r->status = (int)json_integer_value(json_object_get(line, "status"));
+    json_t *delay = json_object_get(line, "delay_ms");
+    r->delay_ms = json_is_integer(delay) ? (long)json_integer_value(delay) : -1;
+    r->in_flight = (long)json_integer_value(json_object_get(line, "in_flight"));
+}
+
+int
+bgt_bot_received(const char *dir, bgt_bot_request **out, size_t *n)
+{
+    char path[BGT_PATH_MAX];
+    *out = NULL;
+    *n = 0;
+    size_t len = 0;
+    char *text = bgt_read_file(bgt_path(path, sizeof(path), dir, "received.jsonl"), &len);
+    if (text == NULL)
+        return 0;
+    bgt_bot_request *v = NULL;
+    size_t count = 0, cap = 0;
+    /* only whole lines: the bot may be writing the last one right now */
+    for (char *p = text, *nl; (nl = memchr(p, '\n', (size_t)(text + len - p))) != NULL;
+         p = nl + 1) {
+        json_error_t jerr;
+        json_t *line = json_loadb(p, (size_t)(nl - p), 0, &jerr);
+        if (line == NULL) {
+            fprintf(stderr, "harness: %s: a line that is not JSON: %s\n", path, jerr.text);
+            continue;
+        }
+        if (json_is_true(json_object_get(line, "done"))) {
+            /* the end of the latest request with that seq that has not ended (seq restarts
+             * with the bot) */
+            unsigned long seq = (unsigned long)json_integer_value(json_object_get(line, "seq"));
+            for (size_t i = count; i-- > 0;)
+                if (v[i].seq == seq && v[i].outcome[0] == '\0') {
+                    v[i].done_us = (int64_t)json_integer_value(json_object_get(line, "t_us"));
+                    json_t *o = json_object_get(line, "outcome");
+                    snprintf(v[i].outcome, sizeof(v[i].outcome), "%s",
+                             json_is_string(o) ? json_string_value(o) : "?");
+                    break;
+                }
+        } else {
+            if (count == cap) {
+                cap = cap > 0 ? cap * 2 : 64;
+                v = realloc(v, cap * sizeof(*v));
+            }
+            bot_request_from(&v[count++], line);
+        }
+        json_decref(line);
+    }
+    free(text);
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+void
+bgt_bot_requests_free(bgt_bot_request *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].path);
+        free(v[i].activity_id);
+        free(v[i].conversation_id);
+        free(v[i].type);
+        free(v[i].name);
+        free(v[i].delivery_mode);
+        free(v[i].received_at);
+    }
+    free(v);
+}
+
+long
+bgt_bot_count_activity(const char *dir, const char *activity_id)
+{
+    bgt_bot_request *v;
+    size_t n;
+    if (bgt_bot_received(dir, &v, &n) != 0)
+        return -1;
+    long count = 0;
+    for (size_t i = 0; i < n; i++)
+        if (v[i].activity_id != NULL && strcmp(v[i].activity_id, activity_id) == 0)
+            count++;
+    bgt_bot_requests_free(v, n);
+    return count;
+}
+
+int
+bgt_bot_clear_received(const char *dir)
+{
+    char path[BGT_PATH_MAX];
+    bgt_path(path, sizeof(path), dir, "received.jsonl");
+    if (truncate(path, 0) != 0 && errno != ENOENT) {
+        fprintf(stderr, "harness: truncate %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* GET /stats of the bot of dir, parsed; NULL (printed) on failure. */
+static json_t *
+bot_stats(const char *dir)
+{
+    struct bot_run *b = bot_find(dir);
+    char *body = b != NULL ? bot_call(b->port, "GET", "/stats") : NULL;
+    json_t *doc = body != NULL ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    if (doc == NULL)
+        fprintf(stderr, "harness: GET /stats on the slow bot in %s failed\n", dir);
+    return doc;
+}
+
+int
+bgt_bot_stats(const char *dir, long *received, long *max_in_flight)
+{
+    json_t *doc = bot_stats(dir);
+    if (doc == NULL)
+        return -1;
+    if (received != NULL)
+        *received = (long)json_integer_value(json_object_get(doc, "received"));
+    if (max_in_flight != NULL)
+        *max_in_flight = (long)json_integer_value(json_object_get(doc, "max_in_flight"));
+    json_decref(doc);
+    return 0;
+}
+
+long
+bgt_bot_in_flight(const char *dir)
+{
+    json_t *doc = bot_stats(dir);
+    long n = doc != NULL ? (long)json_integer_value(json_object_get(doc, "in_flight")) : -1;
+    json_decref(doc);
+    return n;
+}
+
+int
+bgt_bot_stats_reset(const char *dir)
+{
+    struct bot_run *b = bot_find(dir);
+    char *body = b != NULL ? bot_call(b->port, "POST", "/stats/reset") : NULL;
+    free(body);
+    return body != NULL ? 0 : -1;
+}
+
+/* Arrival lines (answered: false) or "answered" end lines (answered: true) in
+ * dir/received.jsonl, by their first bytes, as the bot writes them: arrivals start with
+ * {"seq":, ends with {"done":true. */
+static size_t
+bot_count_lines(const char *dir, bool answered)
+{
+    char path[BGT_PATH_MAX];
+    size_t len = 0, count = 0;
+    char *text = bgt_read_file(bgt_path(path, sizeof(path), dir, "received.jsonl"), &len);
+    if (text == NULL)
+        return 0;
+    for (char *p = text, *nl; (nl = memchr(p, '\n', (size_t)(text + len - p))) != NULL;
+         p = nl + 1) {
+        *nl = '\0';
+        if (answered ? strncmp(p, "{\"done\":true", 12) == 0 &&
+                           strstr(p, "\"outcome\":\"answered\"") != NULL
+                     : strncmp(p, "{\"seq\":", 7) == 0)
+            count++;
+    }
+    free(text);
+    return count;
+}
+
+static int
+bot_wait_lines(const char *dir, size_t n, int timeout_ms, bool answered)
+{
+    int64_t deadline = bgt_mono_ms() + timeout_ms;
+    size_t have;
+    for (;;) {
+        have = bot_count_lines(dir, answered);
+        if (have >= n)
+            return 0;
+        if (bgt_mono_ms() >= deadline)
+            break;
+        bgt_sleep_ms(20);
+    }
+    fprintf(stderr, "harness: the slow bot in %s %s %zu requests within %d ms, not %zu\n", dir,
+            answered ? "answered" : "received", have, timeout_ms, n);
+    return -1;
+}
+
+int
+bgt_bot_wait_received(const char *dir, size_t n, int timeout_ms)
+{
+    return bot_wait_lines(dir, n, timeout_ms, false);
+}
+
+int
+bgt_bot_wait_answered(const char *dir, size_t n, int timeout_ms)
+{
+    return bot_wait_lines(dir, n, timeout_ms, true);
+}

@@ -353,4 +353,93 @@ char *bgt_connector_mint(const char *dir, const char *kid, const char *app_id,
  * is not changed. malloc'd; NULL (printed) on failure. */
 char *bgt_connector_mint_ex(const char *dir, const char *set, const char *kid, const bgt_mint *m);
 
+/* ---- the slow bot (tests/tools/slow_bot; see tests/tools/README.md) ------------------------ */
+
+/* Starts `$BOTGATE_TOOLS_DIR/slow_bot --dir dir --port *port` (*port 0: the tool picks a free
+ * port, written back to *port; pass the old port to restart in place), its output in
+ * dir/slow_bot.log, and waits (20 s: the tool may run under ASan) for dir/ready and a 200
+ * from GET /stats. dir is made if missing; files a test wrote there before the start (delay_ms,
+ * statuses, hang, ...) apply from the first request, and dir/received.jsonl is appended to, not
+ * truncated (a restart keeps the record). Put dir under the bgt_env directory so that its log
+ * is printed when a test fails. At most 8 run at once. */
+int bgt_bot_start(const char *dir, int *port);
+
+/* SIGTERM and waitpid (20 s): requests still held are dropped (their connections closed
+ * without an answer). Returns 0 only when the tool exited with status 0 (under ASan a leak
+ * makes it non-zero); otherwise prints the status and the log and returns -1. */
+int bgt_bot_stop(const char *dir);
+
+/* SIGKILL without judgement (a crashed bot; teardown after a failure). */
+void bgt_bot_kill(const char *dir);
+
+/* out = "http://127.0.0.1:<port><path>" (path NULL: "/api/messages", the bot.url default's
+ * path). Returns out. */
+char *bgt_bot_url(char *out, size_t cap, int port, const char *path);
+
+/* Behaviour, changed live (the bot reads its files on every request; each is written through
+ * rename(), so a request never sees half a file):
+ *   set_delay: every answer waits ms (0: at once);
+ *   set_delay_random: each answer waits a uniform random time in [min_ms, max_ms];
+ *   set_statuses: one answer a line, consumed in order, the last repeating ("503\n503\n200\n";
+ *     a line may also be "hang" or "close"); NULL removes the file (200 from then on);
+ *   set_activity_statuses: the same for the one activity id, winning over set_statuses;
+ *   set_retry_after: the Retry-After value of 429 and 503 answers (NULL: none);
+ *   set_body: the body of every answer (NULL: empty, or {"status":200,"body":{"ok":true}}
+ *     for an invoke);
+ *   set_hang: requests that arrive while on are never answered (until the client leaves). */
+int bgt_bot_set_delay(const char *dir, int ms);
+int bgt_bot_set_delay_random(const char *dir, int min_ms, int max_ms);
+int bgt_bot_set_statuses(const char *dir, const char *statuses);
+int bgt_bot_set_activity_statuses(const char *dir, const char *activity_id, const char *statuses);
+int bgt_bot_set_retry_after(const char *dir, const char *value);
+int bgt_bot_set_body(const char *dir, const char *body);
+int bgt_bot_set_hang(const char *dir, bool hang);
+
+/* One request the bot received (a line of dir/received.jsonl), with how it ended. */
+typedef struct bgt_bot_request {
+    unsigned long seq; /* the bot's request number (starts at 1 again when the bot restarts) */
+    int64_t t_us;      /* arrival, wall-clock µs (bgt_wall_us's clock) */
+    char *path;
+    char *activity_id; /* these four: NULL when the body had no such string */
+    char *conversation_id;
+    char *type;
+    char *name;          /* an invoke's name */
+    char *delivery_mode; /* deliveryMode */
+    int attempt;         /* X-Botgate-Attempt; -1 when absent or not a number */
+    char *received_at;   /* X-Botgate-Received-At as sent; NULL when absent */
+    bool authorization;  /* an Authorization header was present */
+    size_t body_len;
+    char action[8];   /* "answer", "hang" (never answered), "close" (closed unanswered) */
+    int status;       /* the status it answers with ("answer"); 0 otherwise */
+    long delay_ms;    /* the delay it applies; -1 for "hang" */
+    long in_flight;   /* requests in flight at the bot, this one included, on arrival */
+    int64_t done_us;  /* when it ended (answer sent, connection closed); 0 while pending */
+    char outcome[12]; /* "answered", "closed", "gone" (the client left first), "dropped" (the
+                       * bot stopped); "" while pending */
+} bgt_bot_request;
+
+/* Every request in dir/received.jsonl, in arrival order, each with its end when recorded.
+ * *out may be NULL when *n is 0 (no file yet counts as no request). */
+int bgt_bot_received(const char *dir, bgt_bot_request **out, size_t *n);
+void bgt_bot_requests_free(bgt_bot_request *v, size_t n);
+
+/* How many requests for activity_id the bot has received (every attempt), or -1. */
+long bgt_bot_count_activity(const char *dir, const char *activity_id);
+
+/* Truncates dir/received.jsonl: a fresh record (the bot keeps appending to the same file). */
+int bgt_bot_clear_received(const char *dir);
+
+/* GET /stats: requests received since start or reset, and the most in flight at once (to
+ * check bot.concurrency); either pointer may be NULL. bgt_bot_in_flight: the requests in
+ * flight now, or -1. */
+int bgt_bot_stats(const char *dir, long *received, long *max_in_flight);
+long bgt_bot_in_flight(const char *dir);
+/* POST /stats/reset: counters to 0, max_in_flight to the requests in flight now. */
+int bgt_bot_stats_reset(const char *dir);
+
+/* Polls dir/received.jsonl until at least n requests have arrived (n ended with an answer)
+ * or timeout_ms passes. Returns 0, or -1 after printing how many there were. */
+int bgt_bot_wait_received(const char *dir, size_t n, int timeout_ms);
+int bgt_bot_wait_answered(const char *dir, size_t n, int timeout_ms);
+
 #endif

@@ -560,6 +560,26 @@ test_valid_token_http1(void **state)
     free(token);
 }
 
+/* policy.answer_ping (default on): {"type":"ping"} without a token is answered 200 and
+ * stored nowhere; any other activity without a token is still 401 missing_token, and a
+ * ping WITH a token goes through the whole check (here it has no serviceUrl: 400). */
+static void
+test_ping_without_token(void **state)
+{
+    (void)state;
+    long long before = xlen();
+    bgt_http_resp resp;
+    post_raw(base, BGT_HTTP_1_1, NULL, NULL, "{\"type\":\"ping\"}", &resp);
+    expect_status(&resp, 200);
+    bgt_http_resp_free(&resp);
+    assert_int_equal(xlen(), before);
+    char *body = activity(SERVICE_URL, "msteams");
+    expect_refused_raw(base, NULL, NULL, body, 401, "missing_token");
+    free(body);
+    expect_refused_raw(base, "Authorization: Bearer a.b.c", NULL, "{\"type\":\"ping\"}", 400,
+                       "malformed_activity");
+}
+
 static void
 test_valid_token_http2(void **state)
 {
@@ -1152,6 +1172,7 @@ main(void)
     const struct CMUnitTest shared[] = {
         cmocka_unit_test(test_ready_with_keys),
         cmocka_unit_test(test_valid_token_http1),
+        cmocka_unit_test(test_ping_without_token),
         cmocka_unit_test(test_valid_token_http2),
         cmocka_unit_test(test_cache_hit_checks_request),
         cmocka_unit_test(test_fresh_token_checks_request),

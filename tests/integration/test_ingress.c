@@ -415,6 +415,19 @@ test_auth_off_token_refused(void **state)
     free(body);
 }
 
+/* {"type":"ping"} is answered 200 by botgate itself (policy.answer_ping): nothing stored. */
+static void
+test_ping_answered(void **state)
+{
+    (void)state;
+    long long before = xlen(&redis);
+    bgt_http_resp resp;
+    post(https_base, BGT_HTTP_1_1, good_headers, "{\"type\":\"ping\"}", 15, &resp);
+    assert_int_equal(resp.status, 200);
+    bgt_http_resp_free(&resp);
+    assert_int_equal(xlen(&redis), before);
+}
+
 /* policy.body_max_bytes = 4096; a valid 5000-byte activity with Content-Length. */
 static void
 test_body_too_large_http1(void **state)
@@ -1069,6 +1082,7 @@ main(void)
         cmocka_unit_test(test_content_type_refused),
         cmocka_unit_test(test_malformed_bodies),
         cmocka_unit_test(test_auth_off_token_refused),
+        cmocka_unit_test(test_ping_answered),
         cmocka_unit_test(test_body_too_large_http1),
         cmocka_unit_test(test_body_too_large_http2),
         cmocka_unit_test(test_body_too_large_chunked),

@@ -38,6 +38,7 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,13 +71,18 @@ exists(const char *path)
     return access(path, F_OK) == 0;
 }
 
-/* Reads a whole (small) file; NULL when absent or unreadable. */
+/* Reads a whole (small) file; NULL when absent or unreadable. st (may be NULL) receives the
+ * identity of the file that was read. */
 static char *
-read_file(const char *path, size_t *len)
+read_file(const char *path, size_t *len, struct stat *st)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return NULL;
+    if (st != NULL && fstat(fileno(f), st) != 0) {
+        fclose(f);
+        return NULL;
+    }
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     while (buf != NULL) {
@@ -244,7 +250,7 @@ static long
 delay_ms(void)
 {
     char path[PATH_CAP];
-    char *text = read_file(join(path, srv.dir, "delay_ms"), NULL);
+    char *text = read_file(join(path, srv.dir, "delay_ms"), NULL, NULL);
     if (text == NULL)
         return 0;
     long ms = 0, lo, hi;
@@ -318,7 +324,8 @@ static bool
 consume_status(const char *path, action *act, int *status)
 {
     size_t len;
-    char *text = read_file(path, &len);
+    struct stat read_st, now_st;
+    char *text = read_file(path, &len, &read_st);
     if (text == NULL)
         return false;
     const char *first = NULL, *rest = NULL;
@@ -342,7 +349,11 @@ consume_status(const char *path, action *act, int *status)
         return false;
     }
     parse_token(first, first_len, path, act, status);
-    if (rest != NULL) /* more lines follow: this one is used up */
+    /* More lines follow: this one is used up, unless the test replaced or rewrote the file
+     * meanwhile (its new sequence wins; this request had the old one's first line). */
+    if (rest != NULL && stat(path, &now_st) == 0 && now_st.st_ino == read_st.st_ino &&
+        now_st.st_size == read_st.st_size && now_st.st_mtim.tv_sec == read_st.st_mtim.tv_sec &&
+        now_st.st_mtim.tv_nsec == read_st.st_mtim.tv_nsec)
         write_file_atomic(path, rest, (size_t)(text + len - rest));
     free(text);
     return true;
@@ -384,7 +395,7 @@ file_in_pool(h2o_req_t *req, const char *name, bool trim, bool *present)
 {
     char path[PATH_CAP];
     size_t len = 0;
-    char *text = read_file(join(path, srv.dir, name), &len);
+    char *text = read_file(join(path, srv.dir, name), &len, NULL);
     if (present != NULL)
         *present = text != NULL;
     if (text == NULL)
@@ -693,7 +704,10 @@ on_held_dispose(void *data)
         h2o_linklist_unlink(&h->link);
         h->req = NULL;
         end_in_flight();
-        srv.gone++;
+        if (srv.stopping)
+            srv.closed++;
+        else
+            srv.gone++;
         record_end(h->seq, h->activity_id, srv.stopping ? "dropped" : "gone", 0);
         log_line("#%lu id=%s: the client went away before the answer (%" PRId64 " ms)", h->seq,
                  h->activity_id != NULL ? h->activity_id : "-", (wall_us() - h->t_us) / 1000);

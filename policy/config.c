@@ -20,6 +20,7 @@
  * never for a key flagged secret.
  */
 #include "botgate/config.h"
+#include "botgate/cidr.h"
 #include "botgate/error.h"
 
 #include <arpa/inet.h>
@@ -118,7 +119,7 @@ static const struct key keys[] = {
     ROW_BOOL("auth.require_endorsements", auth.require_endorsements, true),
     ROW_STR("auth.ca_file", auth.ca_file, "", NULL, 0),
     ROW_INT("auth.jwks_refresh_s", auth.jwks_refresh_s, 60, 604800, 86400),
-    ROW_INT("auth.token_cache_entries", auth.token_cache_entries, 0, 10000000, 100000),
+    ROW_INT("auth.token_cache_entries", auth.token_cache_entries, 0, 1000000, 100000),
     ROW_STR("redis.url", redis.url, "", check_redis_url, F_SECRET),
     ROW_STR("redis.stream", redis.stream, "botgate:activities", check_nonempty, 0),
     ROW_INT64("redis.maxlen", redis.maxlen, 1, 10000000000LL, 1000000),
@@ -531,24 +532,12 @@ check_sentinel(const char *v)
 static const char *
 check_cidr(const char *v)
 {
-    char buf[64];
-    unsigned char addr[sizeof(struct in6_addr)];
-    if (strlen(v) >= sizeof(buf))
-        return "is not an IP address or CIDR";
-    memcpy(buf, v, strlen(v) + 1);
-    char *slash = strchr(buf, '/');
-    if (slash != NULL)
-        *slash = '\0';
-    int family = inet_pton(AF_INET, buf, addr) == 1    ? AF_INET
-                 : inet_pton(AF_INET6, buf, addr) == 1 ? AF_INET6
-                                                       : 0;
-    if (family == 0)
-        return "is not an IP address or CIDR (10.0.0.0/8, fd00::/8)";
-    if (slash != NULL) {
-        long long bits;
-        if (parse_int(slash + 1, &bits) != 0 || bits < 0 || bits > (family == AF_INET ? 32 : 128))
-            return "has a prefix length outside 0..32 (IPv4) or 0..128 (IPv6)";
-    }
+    /* the same parser the allowlist uses, so that what loads is what applies */
+    bg_cidr c;
+    char why[128];
+    if (bg_cidr_parse(&c, v, why, sizeof(why)) != 0)
+        return "is not an IP address or a CIDR whose host bits are zero (10.0.0.0/8, "
+               "fd00::/8)";
     return NULL;
 }
 

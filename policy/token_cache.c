@@ -187,7 +187,7 @@ expired(const bg_auth_claims *claims, int64_t now, int clock_skew_s)
     int64_t limit;
     if (__builtin_add_overflow(claims->exp, (int64_t)(clock_skew_s > 0 ? clock_skew_s : 0), &limit))
         return 0;
-    return now > limit;
+    return now >= limit; /* as bg_auth_check_request: expired at exp + skew */
 }
 
 /*

@@ -20,7 +20,6 @@
 #include "botgate/config.h"
 #include "botgate/delivery.h"
 #include "botgate/entry.h"
-#include "botgate/error.h"
 
 #include <errno.h>
 #include <hiredis.h>
@@ -31,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -48,7 +46,8 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
  * Moves one dead letter back, atomically. KEYS[1] the dead-letter stream, KEYS[2] the main
  * stream, ARGV[1] the full ID. Returns nil when there is no such entry, else {new ID,
  * entry bytes} (the bytes so that the caller can look at the token's expiry without a
- * second read). A letter without an `entry` field is an error and stays where it is.
+ * second read). A letter without an `entry` field is an error and stays where it is. The
+ * XADD has no MAXLEN, unlike ingress's: a replay must never trim undelivered entries.
  */
 static const char REPLAY_SCRIPT[] =
     "local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])[1]\n"
@@ -121,8 +120,8 @@ usage(FILE *out)
             "configuration.\n");
 }
 
-/* Monotonic enough for an age: the wall clock, in Unix ms (the dispatcher stamps
- * failed_at_ms and Redis stamps IDs with the same kind of clock). */
+/* The wall clock in Unix ms: ages are measured against failed_at_ms and stream IDs, which
+ * the dispatcher and Redis stamp with the same kind of clock. */
 static int64_t
 wall_ms(void)
 {

@@ -428,12 +428,22 @@ source_allowed(bg_server *server, h2o_req_t *req)
     socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
     if (len == 0)
         return 0;
+    /* Every X-Forwarded-For line, in order, joined as one list: a proxy may add a line of
+     * its own rather than extend the client's, and then the client's first line must not
+     * be the one that is read. */
     const char *xff = NULL;
     size_t xff_len = 0;
-    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_X_FORWARDED_FOR, -1);
-    if (i >= 0) {
-        xff = req->headers.entries[i].value.base;
-        xff_len = req->headers.entries[i].value.len;
+    for (ssize_t i = -1; (i = h2o_find_header(&req->headers, H2O_TOKEN_X_FORWARDED_FOR, i)) >= 0;) {
+        h2o_iovec_t v = req->headers.entries[i].value;
+        if (xff == NULL) {
+            xff = v.base, xff_len = v.len;
+            continue;
+        }
+        char *joined = h2o_mem_alloc_pool(&req->pool, xff_len + 2 + v.len);
+        memcpy(joined, xff, xff_len);
+        memcpy(joined + xff_len, ", ", 2);
+        memcpy(joined + xff_len + 2, v.base, v.len);
+        xff = joined, xff_len += 2 + v.len;
     }
     struct sockaddr_in6 client;
     if (bg_cidr_client_address(&server->trusted_proxies, (struct sockaddr *)&ss, xff, xff_len,

@@ -279,7 +279,7 @@ meaningful(const char *line, size_t len)
     return len > 0 && *line != '#';
 }
 
-/* Parses one statuses line: an HTTP status (100..599), "hang" or "close". */
+/* Parses one statuses line: an HTTP status (200..599), "hang" or "close". */
 static void
 parse_token(const char *line, size_t len, const char *path, action *act, int *status)
 {
@@ -306,8 +306,8 @@ parse_token(const char *line, size_t len, const char *path, action *act, int *st
     }
     char *end;
     long v = strtol(word, &end, 10);
-    if (end == word || *end != '\0' || v < 100 || v > 599) {
-        fprintf(stderr, PROG ": %s: '%s' is no status (100..599, hang, close): answering 500\n",
+    if (end == word || *end != '\0' || v < 200 || v > 599) {
+        fprintf(stderr, PROG ": %s: '%s' is no status (200..599, hang, close): answering 500\n",
                 path, word);
         v = 500;
     }

@@ -151,7 +151,8 @@ test_hit_and_miss(void **state)
     bg_token_cache_free(NULL);
 }
 
-/* Dropped once now > exp + skew, with the skew of the call; never earlier. */
+/* Dropped once now >= exp + skew (the moment bg_auth_check_request calls it expired),
+ * with the skew of the call; never earlier. */
 static void
 test_expiry_with_skew(void **state)
 {
@@ -159,20 +160,20 @@ test_expiry_with_skew(void **state)
     bg_token_cache *cache = bg_token_cache_new(4);
     put(cache, "t1", 1000, "k1", "https://a/", 0);
     assert_non_null(bg_token_cache_get(cache, S("t1"), 1000, 300));
-    assert_non_null(bg_token_cache_get(cache, S("t1"), 1300, 300)); /* at exp + skew: kept */
+    assert_non_null(bg_token_cache_get(cache, S("t1"), 1299, 300)); /* before exp + skew: kept */
     assert_int_equal(bg_token_cache_size(cache), 1);
-    assert_null(bg_token_cache_get(cache, S("t1"), 1301, 300)); /* past it: dropped */
+    assert_null(bg_token_cache_get(cache, S("t1"), 1300, 300)); /* at it: dropped */
     assert_int_equal(bg_token_cache_size(cache), 0);
     assert_null(bg_token_cache_get(cache, S("t1"), 1000, 300)); /* gone, even for an earlier now */
 
     put(cache, "t2", 1000, "k1", "https://a/", 0);
-    assert_non_null(bg_token_cache_get(cache, S("t2"), 1000, 0));
-    assert_null(bg_token_cache_get(cache, S("t2"), 1001, 0));
+    assert_non_null(bg_token_cache_get(cache, S("t2"), 999, 0));
+    assert_null(bg_token_cache_get(cache, S("t2"), 1000, 0));
 
     /* A negative skew counts as none. */
     put(cache, "t3", 1000, "k1", "https://a/", 0);
-    assert_non_null(bg_token_cache_get(cache, S("t3"), 1000, -50));
-    assert_null(bg_token_cache_get(cache, S("t3"), 1001, -50));
+    assert_non_null(bg_token_cache_get(cache, S("t3"), 999, -50));
+    assert_null(bg_token_cache_get(cache, S("t3"), 1000, -50));
 
     /* exp + skew past INT64_MAX: never expires by arithmetic accident. */
     put(cache, "t4", INT64_MAX - 10, "k1", "https://a/", 0);
@@ -406,7 +407,7 @@ test_against_model(void **state)
             const bg_auth_claims *c = bg_token_cache_get(cache, S(name), now, 5);
             if (at == n) {
                 assert_null(c);
-            } else if (now > model[at].exp + 5) {
+            } else if (now >= model[at].exp + 5) {
                 assert_null(c);
                 memmove(&model[at], &model[at + 1], (n - at - 1) * sizeof(model[0]));
                 n--;

@@ -196,6 +196,7 @@ struct bg_dispatcher {
     size_t concurrency, read_ahead;
     struct st_map convs, items;
     size_t held, in_flight;
+    size_t writing; /* outcome writes sent to Redis and not answered yet */
     h2o_linklist_t ready;
     struct st_conv **heap;
     size_t heap_n, heap_cap;
@@ -473,11 +474,20 @@ static const char dead_script[] =
     "redis.call('HDEL', KEYS[2], ARGV[2])\n"
     "return 1\n";
 
+/* An outcome write in flight: what it is (for the log) and whose. */
+struct st_write {
+    bg_dispatcher *d;
+    const char *what;
+};
+
 static void
 on_outcome_written(bg_redis *redis, redisReply *reply, int err, void *data)
 {
     (void)redis;
-    const char *what = data;
+    struct st_write *w = data;
+    const char *what = w->what;
+    w->d->writing--;
+    free(w);
     if (err != 0)
         bg_log_warn("dispatch",
                     "%s not recorded (%s): the entry stays pending and will be "
@@ -490,9 +500,19 @@ on_outcome_written(bg_redis *redis, redisReply *reply, int err, void *data)
 static void
 write_outcome(bg_dispatcher *d, const char *what, int argc, const char **argv, const size_t *lens)
 {
-    if (bg_redis_command(d->writer, on_outcome_written, (void *)what, argc, argv, lens) != 0)
+    struct st_write *w = malloc(sizeof(*w));
+    if (w == NULL) {
+        bg_log_warn("dispatch", "%s not recorded: out of memory; the entry stays pending", what);
+        return;
+    }
+    *w = (struct st_write){d, what};
+    d->writing++;
+    if (bg_redis_command(d->writer, on_outcome_written, w, argc, argv, lens) != 0) {
+        d->writing--;
+        free(w);
         bg_log_warn("dispatch", "%s not recorded: Redis unavailable; the entry stays pending",
                     what);
+    }
 }
 
 static void
@@ -656,7 +676,8 @@ deliver(bg_dispatcher *d, struct st_conv *c)
                            .body = it->entry.body.p != NULL ? it->entry.body.p : "",
                            .body_len = it->entry.body.len,
                            .timeout_ms = (long)d->cfg->bot.timeout_s * 1000,
-                           .max_body = 1 << 20};
+                           .max_body = 1 << 20,
+                           .no_replay = 1};
     c->call = bg_http_start(d->http, &req, on_delivered, c);
     free(block); /* curl copied the header lines */
     if (c->call == NULL) {
@@ -1028,7 +1049,8 @@ bg_dispatcher_stop(bg_dispatcher *d)
 size_t
 bg_dispatcher_in_flight(const bg_dispatcher *d)
 {
-    return d->in_flight;
+    /* a delivery is over once its outcome is recorded: a drain waits for both */
+    return d->in_flight + d->writing;
 }
 
 const char *

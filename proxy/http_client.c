@@ -34,6 +34,7 @@ struct bg_http_call {
     void *data;
     struct curl_slist *headers;
     char *body; /* request body copy */
+    size_t body_len, body_off;
     char *answer;
     size_t answer_len, answer_cap, max_body;
     int too_large;
@@ -263,6 +264,27 @@ on_write(char *p, size_t size, size_t n, void *userp)
     return len;
 }
 
+/*
+ * The request body of a no_replay call, handed to curl through a read callback and
+ * deliberately without a seek callback: when a kept-alive connection dies before any
+ * answer byte, libcurl would otherwise re-send the request at once on a fresh connection
+ * (its "Connection died, retrying a fresh connect"), unseen by the caller: for the
+ * dispatcher, a second delivery with the same X-Botgate-Attempt and no back-off. Unable
+ * to rewind, curl fails the transfer instead (CURLE_SEND_FAIL_REWIND), and the caller's
+ * own retry rule decides. The synchronous proxy keeps curl's quiet re-send: the channel
+ * is waiting, and an invoke is not retried by anyone else.
+ */
+static size_t
+on_read(char *buf, size_t size, size_t n, void *userp)
+{
+    bg_http_call *call = userp;
+    size_t left = call->body_len - call->body_off, want = size * n;
+    size_t len = left < want ? left : want;
+    memcpy(buf, call->body + call->body_off, len);
+    call->body_off += len;
+    return len;
+}
+
 /* Adds auth.ca_file's CAs to the store curl built from the system's. */
 static CURLcode
 on_ssl_ctx(CURL *easy, void *ssl_ctx, void *userp)
@@ -315,7 +337,22 @@ bg_http_start(bg_http *http, const bg_http_request *req, bg_http_cb cb, void *da
         if ((call->body = malloc(req->body_len + 1)) == NULL)
             goto fail;
         memcpy(call->body, req->body, req->body_len);
+        call->body_len = req->body_len;
+    }
+    if (req->body != NULL && !req->no_replay) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    } else if (req->body != NULL) {
+        /* no Expect: 100-continue round trip for a body curl reads through on_read */
+        struct curl_slist *l = curl_slist_append(call->headers, "Expect:");
+        if (l == NULL)
+            goto fail;
+        call->headers = l;
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+        curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(e, CURLOPT_READDATA, call);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
     } else if (strcmp(req->method, "GET") == 0) {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);

@@ -42,6 +42,7 @@ typedef struct bg_http_request {
     long timeout_ms; /* whole call */
     size_t max_body; /* longest answer kept */
     int https_only;  /* refuse any other scheme */
+    int no_replay;   /* never re-send the body on its own (see http_client.c) */
 } bg_http_request;
 
 /* ca_file: extra trusted CAs (PEM), added to the system's; NULL or "" = system only.

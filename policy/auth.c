@@ -40,9 +40,9 @@
  *      whole, so that the caller keeps its old keys (openIdMetadata.ts replaces them with
  *      whatever the fetch returned). A key replaced under the same kid invalidates the
  *      claims verified with the old one (bg_auth_check_request compares fingerprints).
- *  10. The header and payload are read by the strict JSON reader below, not JSON.parse:
- *      it refuses what jansson refuses, except that it does not look for duplicates
- *      inside nested values and stops at 32 levels of nesting.
+ *  10. The header and payload are read by the strict JSON reader of policy/json.c, not
+ *      JSON.parse: it refuses what jansson refuses, except that it does not look for
+ *      duplicates inside nested values and stops at 32 levels of nesting.
  *  11. AuthenticationConfiguration.requiredEndorsements and claims validators (allowed
  *      callers) have no equivalent: there is one channel endorsement check, no skills.
  * What we keep from the SDK: alg RS256/RS384/RS512 only; iss compared exactly; aud equal
@@ -54,8 +54,8 @@
  */
 #include "botgate/auth.h"
 #include "botgate/error.h"
+#include "botgate/json.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <openssl/bn.h>
@@ -554,35 +554,34 @@ bg_keyset_has_kid(const bg_keyset *keys, const char *kid)
 /* ---- the token's JSON ---------------------------------------------------------------- */
 
 /*
- * The header and payload of every token are read here rather than with jansson: jansson
- * spends about 5 us on the two (its lexer takes one byte per callback and allocates every
- * value), a third of an RSA-2048 verification, which the fresh-token path cannot afford.
- * This reader accepts what jansson accepts with JSON_REJECT_DUPLICATES and without
- * JSON_ALLOW_NUL (tests/unit/test_auth.c runs both over a list of hard cases):
+ * The header and payload of every token are read with the strict reader of policy/json.c
+ * rather than into a jansson tree: json_loadb spends about 5 us on the two (its lexer
+ * takes one byte per callback and allocates every value), a third of an RSA-2048
+ * verification, which the fresh-token path cannot afford. The reader accepts what jansson
+ * accepts with JSON_REJECT_DUPLICATES and without JSON_ALLOW_NUL (tests/unit/test_auth.c
+ * runs both over a list of hard cases, tests/unit/test_json.c over many more):
  *
  *   - RFC 8259 grammar; whitespace is space, tab, CR, LF; nothing after the object;
  *   - strings: no raw control byte, valid UTF-8 (no overlong form, no surrogate, nothing
  *     above U+10FFFF), escapes \" \\ \/ \b \f \n \r \t \uXXXX with surrogate pairs
  *     joined and lone surrogates refused, and no \u0000 (a C string would stop there);
  *   - numbers: an integer outside int64 and a real beyond DBL_MAX are refused;
- *   - a top-level member name given twice is refused; at most JWT_MAX_MEMBERS of them
- *     (an AAD token carries about 25, a Connector token 6).
+ *   - a top-level member name given twice is refused (checked here, below); at most
+ *     JWT_MAX_MEMBERS of them (an AAD token carries about 25, a Connector token 6).
  * Two differences, neither touching a value we read: a duplicate name inside a nested
  * object is not looked for (jansson refuses it; we never read nested values, so it cannot
- * make two readers disagree on a claim we check), and nesting stops at JWT_MAX_DEPTH
- * (jansson: 2048) to bound the recursion.
+ * make two readers disagree on a claim we check), and arrays and objects nest at most
+ * JWT_MAX_DEPTH levels deep, the payload object included (BG_JSON_DEPTH_CONTAINERS;
+ * jansson: 2048 values).
  *
- * Strings are decoded in place (an escape is never shorter than what it stands for) and
- * NUL-terminated there, so the reader allocates nothing; members point into the caller's
- * decoded segment:
+ * Strings are decoded in place (an escape is never shorter than what it stands for, see
+ * bg_json_decode) and NUL-terminated there, so nothing is allocated; members point into
+ * the caller's decoded segment, which is ours to write:
  *
  *   segment  {"iss":"https:\/\/api.botframework.com","exp":1750003600}
  *   after    {"iss\0:"https://api.botframework.com\0...,"exp\0:1750003600}
  *   members  [ {name "iss", JT_STRING, s "https://api.botframework.com"},
  *              {name "exp", JT_INT, i 1750003600} ]
- *
- * Numbers are read with strtod, which assumes the "C" locale's decimal point; botgate
- * never calls setlocale.
  */
 #define JWT_MAX_MEMBERS 64
 #define JWT_MAX_DEPTH 32
@@ -603,296 +602,56 @@ typedef struct st_jwt_object {
     st_jwt_member m[JWT_MAX_MEMBERS];
 } st_jwt_object;
 
-typedef struct st_jwt_reader {
-    char *p, *end;
-} st_jwt_reader;
-
-/* Skips JSON whitespace (RFC 8259 §2: space, tab, LF, CR; not form feed). */
-static void
-jr_space(st_jwt_reader *r)
+/*
+ * Decodes a string of the segment where it lies and NUL-terminates it (at the latest
+ * over its closing quote): the segment is our own buffer, and the reader has read past
+ * it. Returns the string; *len (may be NULL) its length.
+ */
+static const char *
+jwt_decode_in_place(const bg_json_str *s, size_t *len)
 {
-    while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
-        r->p++;
-}
-
-/* The value of the 4 hex digits at p, or -1. */
-static long
-jr_hex4(const char *p)
-{
-    long v = 0;
-    for (int i = 0; i < 4; i++) {
-        int c = (unsigned char)p[i], d;
-        if (c >= '0' && c <= '9')
-            d = c - '0';
-        else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
-            d = (c | 0x20) - 'a' + 10;
-        else
-            return -1;
-        v = v << 4 | d;
-    }
-    return v;
-}
-
-/* Writes code point cp (valid, not a surrogate) as UTF-8 at w; returns the new w. */
-static char *
-jr_put_utf8(char *w, unsigned long cp)
-{
-    if (cp < 0x80) {
-        *w++ = (char)cp;
-    } else if (cp < 0x800) {
-        *w++ = (char)(0xc0 | cp >> 6);
-        *w++ = (char)(0x80 | (cp & 0x3f));
-    } else if (cp < 0x10000) {
-        *w++ = (char)(0xe0 | cp >> 12);
-        *w++ = (char)(0x80 | (cp >> 6 & 0x3f));
-        *w++ = (char)(0x80 | (cp & 0x3f));
-    } else {
-        *w++ = (char)(0xf0 | cp >> 18);
-        *w++ = (char)(0x80 | (cp >> 12 & 0x3f));
-        *w++ = (char)(0x80 | (cp >> 6 & 0x3f));
-        *w++ = (char)(0x80 | (cp & 0x3f));
-    }
+    char *w = (char *)s->raw;
+    size_t n = bg_json_decode(s, w);
+    w[n] = '\0';
+    if (len != NULL)
+        *len = n;
     return w;
 }
 
-/* The length of the valid UTF-8 sequence at p (before end), or 0 (RFC 3629 §4). */
-static size_t
-jr_utf8_len(const unsigned char *p, const unsigned char *end)
-{
-    unsigned c = p[0];
-    size_t n;
-    unsigned long cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef)
-        n = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4)
-        n = 4, cp = c & 0x07;
-    else
-        return 0;
-    if ((size_t)(end - p) < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
 /*
- * Reads the string whose opening quote is at r->p, decoding it in place: *s is the
- * decoded, NUL-terminated value and *len its length. The write position never passes the
- * read position, so the decoding overwrites only bytes already read. 0 or -1.
+ * Reads member m's value: its type and, for a scalar, its value; a nested array or object
+ * is validated and skipped. 0 or -1.
  */
 static int
-jr_string(st_jwt_reader *r, const char **s, size_t *len)
+jwt_member_value(bg_json_reader *r, st_jwt_member *m)
 {
-    char *start = r->p + 1, *in = start, *w = start;
-    while (in < r->end) {
-        unsigned char c = (unsigned char)*in;
-        if (c == '"') {
-            *w = '\0';
-            *s = start;
-            *len = (size_t)(w - start);
-            r->p = in + 1;
-            return 0;
-        }
-        if (c < 0x20)
-            return -1;
-        if (c != '\\') {
-            size_t n = jr_utf8_len((const unsigned char *)in, (const unsigned char *)r->end);
-            if (n == 0)
-                return -1;
-            memmove(w, in, n);
-            w += n;
-            in += n;
-            continue;
-        }
-        if (r->end - in < 2)
-            return -1;
-        char e = in[1];
-        static const char simple_in[] = "\"\\/bfnrt", simple_out[] = "\"\\/\b\f\n\r\t";
-        const char *hit = e != '\0' ? strchr(simple_in, e) : NULL;
-        if (hit != NULL) {
-            *w++ = simple_out[hit - simple_in];
-            in += 2;
-            continue;
-        }
-        if (e != 'u' || r->end - in < 6)
-            return -1;
-        long cp = jr_hex4(in + 2);
-        in += 6;
-        if (cp <= 0 || (cp >= 0xdc00 && cp <= 0xdfff))
-            return -1; /* \u0000, not hex, or a lone low surrogate */
-        if (cp >= 0xd800 && cp <= 0xdbff) {
-            long lo = (r->end - in >= 6 && in[0] == '\\' && in[1] == 'u') ? jr_hex4(in + 2) : -1;
-            if (lo < 0xdc00 || lo > 0xdfff)
-                return -1;
-            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-            in += 6;
-        }
-        w = jr_put_utf8(w, (unsigned long)cp);
-    }
-    return -1;
-}
-
-/*
- * Reads a number (RFC 8259 §6) at r->p into m (JT_INT when it has neither fraction nor
- * exponent, JT_REAL otherwise). m may be NULL for a nested value. 0 or -1.
- */
-static int
-jr_number(st_jwt_reader *r, st_jwt_member *m)
-{
-    char *p = r->p, *start = p;
-    int neg = 0, real = 0;
-    if (p < r->end && *p == '-')
-        neg = 1, p++;
-    if (p >= r->end || *p < '0' || *p > '9')
+    bg_json_type t;
+    if (bg_json_value(r, &t) != 0)
         return -1;
-    uint64_t mag = 0;
-    int overflow = 0;
-    if (*p == '0') {
-        p++;
-    } else {
-        while (p < r->end && *p >= '0' && *p <= '9') {
-            unsigned d = (unsigned)(*p++ - '0');
-            if (mag > (UINT64_MAX - d) / 10)
-                overflow = 1;
-            else
-                mag = mag * 10 + d;
-        }
-    }
-    if (p < r->end && *p == '.') {
-        real = 1;
-        if (++p >= r->end || *p < '0' || *p > '9')
-            return -1;
-        while (p < r->end && *p >= '0' && *p <= '9')
-            p++;
-    }
-    if (p < r->end && (*p == 'e' || *p == 'E')) {
-        real = 1;
-        p++;
-        if (p < r->end && (*p == '+' || *p == '-'))
-            p++;
-        if (p >= r->end || *p < '0' || *p > '9')
-            return -1;
-        while (p < r->end && *p >= '0' && *p <= '9')
-            p++;
-    }
-    r->p = p;
-    if (!real) {
-        /* jansson: an integer strtoll cannot hold is "too big integer" */
-        if (overflow || mag > (uint64_t)INT64_MAX + (uint64_t)neg)
-            return -1;
-        if (m != NULL) {
-            m->type = JT_INT;
-            m->i = neg ? (int64_t)(0 - mag) : (int64_t)mag;
-        }
+    switch (t) {
+    case BG_JSON_STRING:
+        m->type = JT_STRING;
+        m->s = jwt_decode_in_place(bg_json_string(r), NULL);
         return 0;
+    case BG_JSON_NUMBER: {
+        int is_int = bg_json_number(r, &m->i, &m->d);
+        m->type = is_int ? JT_INT : JT_REAL;
+        return is_int < 0 ? -1 : 0;
     }
-    /* strtod on a NUL-terminated copy: the segment is not terminated after the number */
-    size_t n = (size_t)(p - start);
-    char local[128], *copy = n < sizeof(local) ? local : malloc(n + 1);
-    if (copy == NULL)
-        return -1;
-    memcpy(copy, start, n);
-    copy[n] = '\0';
-    errno = 0;
-    double d = strtod(copy, NULL);
-    int bad = (d == HUGE_VAL || d == -HUGE_VAL) && errno == ERANGE; /* jansson: overflow */
-    if (copy != local)
-        free(copy);
-    if (bad)
-        return -1;
-    if (m != NULL) {
-        m->type = JT_REAL;
-        m->d = d;
-    }
-    return 0;
-}
-
-static int jr_value(st_jwt_reader *r, st_jwt_member *m, int depth);
-
-/* Reads the nested array or object at r->p (validated, not kept). 0 or -1. */
-static int
-jr_container(st_jwt_reader *r, int depth)
-{
-    char close = *r->p == '[' ? ']' : '}';
-    if (depth >= JWT_MAX_DEPTH)
-        return -1;
-    r->p++;
-    jr_space(r);
-    if (r->p < r->end && *r->p == close) {
-        r->p++;
+    case BG_JSON_TRUE:
+        m->type = JT_TRUE;
         return 0;
-    }
-    for (;;) {
-        if (close == '}') {
-            const char *name;
-            size_t name_len;
-            if (r->p >= r->end || *r->p != '"' || jr_string(r, &name, &name_len) != 0)
-                return -1;
-            jr_space(r);
-            if (r->p >= r->end || *r->p++ != ':')
-                return -1;
-            jr_space(r);
-        }
-        if (jr_value(r, NULL, depth + 1) != 0)
-            return -1;
-        jr_space(r);
-        if (r->p >= r->end)
-            return -1;
-        char c = *r->p++;
-        if (c == close)
-            return 0;
-        if (c != ',')
-            return -1;
-        jr_space(r);
-    }
-}
-
-/* Reads any value at r->p; fills m (may be NULL) with its type and, for scalars, value. */
-static int
-jr_value(st_jwt_reader *r, st_jwt_member *m, int depth)
-{
-    if (r->p >= r->end)
-        return -1;
-    static const struct {
-        const char *text;
-        size_t len;
-        int type;
-    } lits[] = {{"true", 4, JT_TRUE}, {"false", 5, JT_FALSE}, {"null", 4, JT_NULL}};
-    char c = *r->p;
-    if (c == '"') {
-        const char *s;
-        size_t len;
-        if (jr_string(r, &s, &len) != 0)
-            return -1;
-        if (m != NULL)
-            m->type = JT_STRING, m->s = s;
+    case BG_JSON_FALSE:
+        m->type = JT_FALSE;
         return 0;
+    case BG_JSON_NULL:
+        m->type = JT_NULL;
+        return 0;
+    case BG_JSON_ARRAY:
+    case BG_JSON_OBJECT:
+        m->type = t == BG_JSON_ARRAY ? JT_ARRAY : JT_OBJECT;
+        return bg_json_leave(r);
     }
-    if (c == '-' || (c >= '0' && c <= '9'))
-        return jr_number(r, m);
-    if (c == '[' || c == '{') {
-        if (m != NULL)
-            m->type = c == '[' ? JT_ARRAY : JT_OBJECT;
-        return jr_container(r, depth);
-    }
-    for (size_t i = 0; i < sizeof(lits) / sizeof(lits[0]); i++)
-        if ((size_t)(r->end - r->p) >= lits[i].len &&
-            memcmp(r->p, lits[i].text, lits[i].len) == 0) {
-            r->p += lits[i].len;
-            if (m != NULL)
-                m->type = lits[i].type;
-            return 0;
-        }
     return -1;
 }
 
@@ -903,46 +662,32 @@ jr_value(st_jwt_reader *r, st_jwt_member *m, int depth)
 static int
 jwt_object_parse(char *buf, size_t len, st_jwt_object *o)
 {
-    st_jwt_reader r = {buf, buf + len};
+    bg_json_reader r;
+    bg_json_type t;
+    bg_json_str key;
+    int more = -1, rc = -1;
     o->n = 0;
-    jr_space(&r);
-    if (r.p >= r.end || *r.p++ != '{')
-        return -1;
-    jr_space(&r);
-    if (r.p < r.end && *r.p == '}') {
-        r.p++;
-    } else {
-        for (;;) {
-            if (o->n == JWT_MAX_MEMBERS)
-                return -1;
-            st_jwt_member *m = &o->m[o->n];
-            memset(m, 0, sizeof(*m));
-            if (r.p >= r.end || *r.p != '"' || jr_string(&r, &m->name, &m->name_len) != 0)
-                return -1;
-            for (size_t i = 0; i < o->n; i++)
-                if (o->m[i].name_len == m->name_len &&
-                    memcmp(o->m[i].name, m->name, m->name_len) == 0)
-                    return -1; /* a duplicate member */
-            jr_space(&r);
-            if (r.p >= r.end || *r.p++ != ':')
-                return -1;
-            jr_space(&r);
-            if (jr_value(&r, m, 1) != 0)
-                return -1;
-            o->n++;
-            jr_space(&r);
-            if (r.p >= r.end)
-                return -1;
-            char c = *r.p++;
-            if (c == '}')
-                break;
-            if (c != ',')
-                return -1;
-            jr_space(&r);
-        }
+    bg_json_init(&r, buf, len, BG_JSON_DEPTH_CONTAINERS, JWT_MAX_DEPTH);
+    if (bg_json_value(&r, &t) != 0 || t != BG_JSON_OBJECT)
+        goto out;
+    while ((more = bg_json_member(&r, &key)) > 0) {
+        if (o->n == JWT_MAX_MEMBERS)
+            goto out;
+        st_jwt_member *m = &o->m[o->n];
+        memset(m, 0, sizeof(*m));
+        m->name = jwt_decode_in_place(&key, &m->name_len);
+        for (size_t i = 0; i < o->n; i++)
+            if (o->m[i].name_len == m->name_len && memcmp(o->m[i].name, m->name, m->name_len) == 0)
+                goto out; /* a duplicate member */
+        if (jwt_member_value(&r, m) != 0)
+            goto out;
+        o->n++;
     }
-    jr_space(&r);
-    return r.p == r.end ? 0 : -1;
+    if (more == 0 && bg_json_finish(&r) == 0)
+        rc = 0;
+out:
+    bg_json_free(&r);
+    return rc;
 }
 
 /* The member called name, or NULL. */

@@ -22,6 +22,7 @@
 #include "botgate/config.h"
 #include "botgate/cidr.h"
 #include "botgate/error.h"
+#include "botgate/redis_url.h"
 
 #include <arpa/inet.h>
 #include <limits.h>
@@ -589,56 +590,20 @@ check_https_url(const char *v)
 
 /*
  * redis.url: empty (botgate runs a private redis-server), redis://[user:pass@]host[:port]
- * [/db], or unix://PATH. Checked here so that a typo is refused at start rather than
- * showing up as "queue unavailable" on the first request.
+ * [/db], or unix://PATH. Checked here, with the parser the connections use, so that a
+ * typo is refused at start rather than showing up as "queue unavailable" on the first
+ * request. Blanks are refused here only: the parser lets the private redis's socket path
+ * hold them.
  */
 static const char *
 check_redis_url(const char *v)
 {
+    const char *why;
     if (*v == '\0')
         return NULL;
     if (has_blank(v))
         return "must not contain spaces";
-    if (strncmp(v, "unix://", 7) == 0)
-        return v[7] == '\0' ? "unix:// needs a socket path (unix:///run/redis.sock)" : NULL;
-    if (strncmp(v, "redis://", 8) != 0)
-        return "must be empty, redis://HOST[:PORT][/DB] or unix://PATH";
-    const char *auth = v + 8;
-    size_t alen = strcspn(auth, "/");
-    const char *at = NULL; /* the last '@': a password may hold one */
-    for (size_t i = 0; i < alen; i++)
-        if (auth[i] == '@')
-            at = auth + i;
-    const char *host = at != NULL ? at + 1 : auth;
-    size_t hlen = alen - (size_t)(host - auth);
-    char buf[512];
-    if (hlen == 0)
-        return "redis:// needs a host (redis://HOST[:PORT][/DB])";
-    if (hlen >= sizeof(buf))
-        return "has a host that is too long";
-    memcpy(buf, host, hlen);
-    buf[hlen] = '\0';
-    const char *port = NULL;
-    if (buf[0] == '[') {
-        char *close = strchr(buf, ']');
-        if (close == NULL || close == buf + 1 || (close[1] != '\0' && close[1] != ':'))
-            return "redis:// has a malformed IPv6 host (redis://[ADDRESS]:PORT)";
-        port = close[1] == ':' ? close + 2 : NULL;
-    } else {
-        char *colon = strchr(buf, ':');
-        if (colon == buf)
-            return "redis:// needs a host (redis://HOST[:PORT][/DB])";
-        port = colon != NULL ? colon + 1 : NULL;
-    }
-    if (port != NULL && parse_port(port) < 0)
-        return "redis:// has a port outside 1..65535";
-    const char *path = auth + alen;
-    if (*path == '/' && path[1] != '\0') {
-        long long db;
-        if (parse_int(path + 1, &db) != 0 || db < 0)
-            return "the database after / must be a number (redis://HOST:PORT/0)";
-    }
-    return NULL;
+    return bg_redis_url_parse(NULL, v, &why) == 0 ? NULL : why;
 }
 
 /* ---- setting values ----------------------------------------------------------------- */

@@ -22,6 +22,7 @@
 #include "botgate/entry.h"
 #include "botgate/error.h"
 #include "botgate/log.h"
+#include "botgate/server.h"
 #include "botgate/timer.h"
 
 #include <inttypes.h>
@@ -205,6 +206,7 @@ struct bg_dispatcher {
     char own_cursor[48];   /* PHASE_OWN_PENDING: last id read */
     char claim_cursor[48]; /* XAUTOCLAIM's cursor */
     int reading, claiming, stopped;
+    bg_server_metrics *metrics; /* NULL: nothing is counted */
 };
 
 static void pump(bg_dispatcher *d);
@@ -222,6 +224,57 @@ static int64_t
 loop_ms(bg_dispatcher *d)
 {
     return (int64_t)h2o_now(d->loop);
+}
+
+/* ---- metrics (botgate/server.h): attempts, outcomes, times, Redis failures ------------- */
+
+void
+bg_dispatcher_set_metrics(bg_dispatcher *d, bg_server_metrics *metrics)
+{
+    d->metrics = metrics;
+    bg_metric_set(metrics->deliveries_in_flight, (double)d->in_flight);
+}
+
+static void
+count_redis_error(bg_dispatcher *d, int err)
+{
+    if (d->metrics != NULL)
+        bg_admin_count_redis_error(d->metrics, err);
+}
+
+static void
+count_in_flight(bg_dispatcher *d)
+{
+    if (d->metrics != NULL)
+        bg_metric_set(d->metrics->deliveries_in_flight, (double)d->in_flight);
+}
+
+/* One attempt's outcome; the bot's time for every attempt, the whole way from receipt
+ * to the bot's 2xx for a delivered one (received_at is the ingress's wall clock). */
+static void
+count_attempt(bg_dispatcher *d, const struct st_item *it, const bg_http_result *res,
+              bg_delivery_action action)
+{
+    bg_server_metrics *m = d->metrics;
+    if (m == NULL)
+        return;
+    bg_metric_observe(m->bot, (double)res->total_us / 1e6);
+    switch (action) {
+    case BG_DELIVERY_ACK: {
+        bg_metric_inc(m->attempts_ack);
+        struct timeval now;
+        gettimeofday(&now, NULL);
+        int64_t us = (int64_t)now.tv_sec * 1000000 + now.tv_usec - it->entry.received_at_us;
+        bg_metric_observe(m->delivery, us > 0 ? (double)us / 1e6 : 0);
+        break;
+    }
+    case BG_DELIVERY_RETRY:
+        bg_metric_inc(m->attempts_retry);
+        break;
+    case BG_DELIVERY_DEAD:
+        bg_metric_inc(m->attempts_dead);
+        break;
+    }
 }
 
 /* ---- the retry heap: conversations waiting out a back-off, earliest first ------------ */
@@ -487,6 +540,8 @@ on_outcome_written(bg_redis *redis, redisReply *reply, int err, void *data)
     struct st_write *w = data;
     const char *what = w->what;
     w->d->writing--;
+    if (err != 0 || reply->type == REDIS_REPLY_ERROR)
+        count_redis_error(w->d, err != 0 ? err : BG_EREDIS_ERROR);
     free(w);
     if (err != 0)
         bg_log_warn("dispatch",
@@ -510,6 +565,7 @@ write_outcome(bg_dispatcher *d, const char *what, int argc, const char **argv, c
     if (bg_redis_command(d->writer, on_outcome_written, w, argc, argv, lens) != 0) {
         d->writing--;
         free(w);
+        count_redis_error(d, BG_EREDIS_DOWN);
         bg_log_warn("dispatch", "%s not recorded: Redis unavailable; the entry stays pending",
                     what);
     }
@@ -549,6 +605,8 @@ record_dead(bg_dispatcher *d, struct st_item *it, const char *reason)
         lens[i] = strlen(argv[i]);
     lens[8] = it->raw_len;
     write_outcome(d, "dead letter", 14, argv, lens);
+    if (d->metrics != NULL)
+        bg_metric_inc(bg_metrics_series(d->metrics->dead_letters, reason, NULL));
     bg_log_warn("dispatch", "entry %s dead-lettered: %s after %d attempt(s), last status %ld%s%s",
                 it->id, reason, it->attempt, it->last_status, it->last_error[0] ? ": " : "",
                 it->last_error);
@@ -583,6 +641,7 @@ on_delivered(const bg_http_result *res, void *data)
     struct st_item *it = c->head;
     c->call = NULL;
     d->in_flight--;
+    count_in_flight(d);
     it->last_status = res->curl_code == CURLE_OK ? res->status : 0;
     note_failure(it, res);
     bg_attempt_result r = {.transport_error = res->curl_code != CURLE_OK,
@@ -591,6 +650,7 @@ on_delivered(const bg_http_result *res, void *data)
                            .retry_after_len = res->retry_after ? strlen(res->retry_after) : 0};
     bg_delivery_decision dec = bg_delivery_decide(
         &d->backoff, it->attempt, &r, (double)rand() / ((double)RAND_MAX + 1), (int64_t)time(NULL));
+    count_attempt(d, it, res, dec.action);
     switch (dec.action) {
     case BG_DELIVERY_ACK:
         bg_log_debug("dispatch", "entry %s delivered on attempt %d (HTTP %ld, %" PRId64 " µs)",
@@ -687,6 +747,7 @@ deliver(bg_dispatcher *d, struct st_conv *c)
         return;
     }
     d->in_flight++;
+    count_in_flight(d);
 }
 
 /* Starts deliveries while there is room, then reads more if memory allows. */
@@ -827,10 +888,12 @@ on_read(bg_redis *redis, redisReply *reply, int err, void *data)
     bg_dispatcher *d = data;
     d->reading = 0;
     if (err != 0) {
+        count_redis_error(d, err);
         bg_timer_start(&d->read_retry_timer, 500);
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
+        count_redis_error(d, BG_EREDIS_ERROR);
         bg_log_warn("dispatch", "XREADGROUP refused: %.*s", (int)reply->len, reply->str);
         if (strncmp(reply->str, "NOGROUP", 7) == 0)
             d->phase = PHASE_OWN_PENDING, strcpy(d->own_cursor, "0");

@@ -18,8 +18,12 @@
  */
 #include "botgate/dlq.h"
 #include "botgate/config.h"
+#include "botgate/config_file.h"
 #include "botgate/delivery.h"
 #include "botgate/entry.h"
+#include "botgate/error.h"
+#include "botgate/private_redis.h"
+#include "botgate/redis_url.h"
 
 #include <errno.h>
 #include <hiredis.h>
@@ -33,7 +37,6 @@
 #include <sys/time.h>
 #include <time.h>
 
-#define DLQ_MAX_CONFIG_BYTES (1 << 20)
 /* Entries fetched per XRANGE/XREVRANGE: entries carry the body (up to
  * policy.body_max_bytes), so a page stays a few MiB at the default body limit. */
 #define DLQ_PAGE 100
@@ -75,14 +78,8 @@ struct st_dlq_args {
 
 /* Where Redis is, from redis.url (or the private redis's socket). */
 struct st_dlq_target {
-    bool is_unix;
+    bg_redis_url url;
     bool is_private; /* redis.url empty: `botgate serve`'s own redis-server */
-    char *path;
-    char host[256];
-    int port;
-    char *user;
-    char *password;
-    int db;
     char shown[320]; /* for messages: never the password */
 };
 
@@ -228,185 +225,40 @@ parse_args(int argc, char **argv, struct st_dlq_args *a)
     return 0;
 }
 
-/* Reads the configuration file (at most 1 MiB), as `botgate serve` does. */
-static char *
-read_config_file(const char *path, size_t *len, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = malloc(DLQ_MAX_CONFIG_BYTES + 1);
-    size_t n = buf != NULL ? fread(buf, 1, DLQ_MAX_CONFIG_BYTES + 1, f) : 0;
-    bool bad = buf == NULL || ferror(f) || n > DLQ_MAX_CONFIG_BYTES;
-    fclose(f);
-    if (bad) {
-        snprintf(err, errlen, "%s: unreadable or larger than 1 MiB", path);
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
-/* Loads the configuration: defaults, the file, the environment. Returns 0 or EXIT_USAGE
- * (the message printed), the status `botgate serve` gives a bad configuration. */
-static int
-load_config(bg_config *cfg, const char *file, char *const *envp)
-{
-    char err[512];
-    char *yaml = NULL;
-    size_t len = 0;
-    if (bg_config_init(cfg) != 0) {
-        fprintf(stderr, "botgate: out of memory\n");
-        return EXIT_FAIL;
-    }
-    if (file != NULL && (yaml = read_config_file(file, &len, err, sizeof(err))) == NULL) {
-        fprintf(stderr, "botgate: configuration: %s\n", err);
-        return EXIT_USAGE;
-    }
-    int rc =
-        bg_config_load(cfg, yaml, len, file != NULL ? file : "(defaults)", envp, err, sizeof(err));
-    free(yaml);
-    if (rc != 0) {
-        fprintf(stderr, "botgate: configuration: %s\n", err);
-        return EXIT_USAGE;
-    }
-    if (cfg->redis.sentinels.n > 0) {
-        fprintf(stderr, "botgate: configuration: redis.sentinels (issue #7): not supported by "
-                        "this build yet; leave it empty\n");
-        return EXIT_USAGE;
-    }
-    return 0;
-}
-
-static char *
-dup_range(const char *s, size_t n)
-{
-    char *p = malloc(n + 1);
-    if (p != NULL) {
-        memcpy(p, s, n);
-        p[n] = '\0';
-    }
-    return p;
-}
-
-/* A database number 0..65535 in s (NUL-terminated), as proxy/redis.c accepts it. */
-static int
-parse_db(const char *s, int *db)
-{
-    uint64_t v;
-    if (parse_u64(s, strlen(s), &v) != 0 || v > 65535)
-        return -1;
-    *db = (int)v;
-    return 0;
-}
-
 /*
- * Fills t from redis.url with the grammar of proxy/redis.c (redis://[[user]:password@]
- * host[:port][/db], unix:///path[?db=N]), or from the private redis's socket path when the
- * URL is empty. That parser is private to the event-loop connection, which this blocking
- * tool does not use. Returns 0 or -1 with a message naming redis.url in err.
+ * Fills t from redis.url, or with the private redis's socket when the URL is empty. The
+ * hosts are left to hiredis to resolve: this blocking tool has no loop to protect.
+ * Returns 0 or -1 with a message naming redis.url in err.
  */
 static int
 parse_target(struct st_dlq_target *t, const bg_config *cfg, char *err, size_t errlen)
 {
-    const char *url = cfg->redis.url;
+    const char *why;
     memset(t, 0, sizeof(*t));
-    if (url[0] == '\0') {
-        size_t n = strlen(cfg->state_dir) + sizeof("/redis/redis.sock");
-        if ((t->path = malloc(n)) == NULL)
-            goto nomem;
-        snprintf(t->path, n, "%s/redis/redis.sock", cfg->state_dir);
-        t->is_unix = true;
-        t->is_private = true;
-        snprintf(t->shown, sizeof(t->shown), "the private redis of `botgate serve` (%s)", t->path);
+    if (cfg->redis.url[0] != '\0') {
+        if (bg_redis_url_parse(&t->url, cfg->redis.url, &why) != 0) {
+            snprintf(err, errlen, "redis.url: %s", why);
+            return -1;
+        }
+        bg_redis_url_show(&t->url, t->shown, sizeof(t->shown));
         return 0;
     }
-    if (strncmp(url, "unix://", 7) == 0) {
-        const char *path = url + 7, *q = strchr(path, '?');
-        size_t n = q != NULL ? (size_t)(q - path) : strlen(path);
-        if (n == 0 || path[0] != '/') {
-            snprintf(err, errlen, "redis.url: unix:// needs an absolute path");
-            return -1;
-        }
-        if (q != NULL && (strncmp(q, "?db=", 4) != 0 || parse_db(q + 4, &t->db) != 0)) {
-            snprintf(err, errlen, "redis.url: only ?db=N may follow a unix path");
-            return -1;
-        }
-        if ((t->path = dup_range(path, n)) == NULL)
-            goto nomem;
-        t->is_unix = true;
-        snprintf(t->shown, sizeof(t->shown), "unix://%s", t->path);
-        return 0;
-    }
-    if (strncmp(url, "redis://", 8) != 0) {
-        snprintf(err, errlen, "redis.url: must start with redis:// or unix://");
+    size_t n = bg_private_redis_socket_path(cfg->state_dir, NULL, 0) + 1;
+    if ((t->url.path = malloc(n)) == NULL) {
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
-    const char *p = url + 8, *at = strrchr(p, '@');
-    if (at != NULL) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (colon == NULL) {
-            snprintf(err, errlen, "redis.url: credentials must be [user]:password@");
-            return -1;
-        }
-        if (colon > p && (t->user = dup_range(p, (size_t)(colon - p))) == NULL)
-            goto nomem;
-        if ((t->password = dup_range(colon + 1, (size_t)(at - colon - 1))) == NULL)
-            goto nomem;
-        p = at + 1;
-    }
-    const char *host = p, *host_end;
-    if (*p == '[') {
-        host = p + 1;
-        if ((host_end = strchr(host, ']')) == NULL) {
-            snprintf(err, errlen, "redis.url: unterminated [IPv6] host");
-            return -1;
-        }
-        p = host_end + 1;
-    } else {
-        host_end = p + strcspn(p, ":/");
-        p = host_end;
-    }
-    if (host_end == host || (size_t)(host_end - host) >= sizeof(t->host)) {
-        snprintf(err, errlen, "redis.url: no host, or a host name too long");
-        return -1;
-    }
-    memcpy(t->host, host, (size_t)(host_end - host));
-    t->port = 6379;
-    if (*p == ':') {
-        char *end;
-        long port = strtol(p + 1, &end, 10);
-        if (end == p + 1 || port < 1 || port > 65535) {
-            snprintf(err, errlen, "redis.url: bad port");
-            return -1;
-        }
-        t->port = (int)port;
-        p = end;
-    }
-    if (*p == '/' && p[1] != '\0' && parse_db(p + 1, &t->db) != 0) {
-        snprintf(err, errlen, "redis.url: bad database number");
-        return -1;
-    } else if (*p != '\0' && *p != '/') {
-        snprintf(err, errlen, "redis.url: unexpected text after the host");
-        return -1;
-    }
-    snprintf(t->shown, sizeof(t->shown), "redis://%s:%d/%d", t->host, t->port, t->db);
+    bg_private_redis_socket_path(cfg->state_dir, t->url.path, n);
+    t->url.is_unix = 1;
+    t->is_private = true;
+    snprintf(t->shown, sizeof(t->shown), "the private redis of `botgate serve` (%s)", t->url.path);
     return 0;
-nomem:
-    snprintf(err, errlen, "out of memory");
-    return -1;
 }
 
 static void
 target_free(struct st_dlq_target *t)
 {
-    free(t->path);
-    free(t->user);
-    free(t->password);
+    bg_redis_url_free(&t->url);
     memset(t, 0, sizeof(*t));
 }
 
@@ -448,10 +300,11 @@ command_words(struct st_dlq *s, int argc, const char **argv)
 static int
 session_open(struct st_dlq *s, const struct st_dlq_target *t, int timeout_ms)
 {
+    const bg_redis_url *u = &t->url;
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     s->where = t->shown;
-    s->c = t->is_unix ? redisConnectUnixWithTimeout(t->path, tv)
-                      : redisConnectWithTimeout(t->host, t->port, tv);
+    s->c = u->is_unix ? redisConnectUnixWithTimeout(u->path, tv)
+                      : redisConnectWithTimeout(u->host, u->port, tv);
     if (s->c == NULL) {
         fprintf(stderr, "botgate dlq: out of memory\n");
         return EXIT_FAIL;
@@ -463,15 +316,15 @@ session_open(struct st_dlq *s, const struct st_dlq_target *t, int timeout_ms)
     }
     redisSetTimeout(s->c, tv);
     redisReply *r;
-    if (t->password != NULL) {
-        const char *argv[3] = {"AUTH", t->user != NULL ? t->user : t->password, t->password};
-        if ((r = command_words(s, t->user != NULL ? 3 : 2, argv)) == NULL)
+    if (u->password != NULL) {
+        const char *argv[3] = {"AUTH", u->user != NULL ? u->user : u->password, u->password};
+        if ((r = command_words(s, u->user != NULL ? 3 : 2, argv)) == NULL)
             return EXIT_FAIL;
         freeReplyObject(r);
     }
-    if (t->db != 0) {
+    if (u->db != 0) {
         char db[16];
-        snprintf(db, sizeof(db), "%d", t->db);
+        snprintf(db, sizeof(db), "%d", u->db);
         const char *argv[2] = {"SELECT", db};
         if ((r = command_words(s, 2, argv)) == NULL)
             return EXIT_FAIL;
@@ -607,12 +460,11 @@ json_slice(bg_slice s)
     json_t *v = json_stringn(s.p, s.len);
     if (v != NULL)
         return v;
-    char *copy = dup_range(s.p, s.len);
+    char *copy = malloc(s.len + 1);
     if (copy == NULL)
         return NULL;
     for (size_t i = 0; i < s.len; i++)
-        if ((unsigned char)copy[i] >= 0x80)
-            copy[i] = '?';
+        copy[i] = (unsigned char)s.p[i] >= 0x80 ? '?' : s.p[i];
     v = json_stringn(copy, s.len);
     free(copy);
     return v;
@@ -956,8 +808,11 @@ bg_dlq_run(int argc, char **argv, char *const *envp)
     struct st_dlq_target target = {0};
     struct st_dlq s = {0};
     char err[512];
-    if ((rc = load_config(&cfg, a.config_file, envp)) != 0)
+    if ((rc = bg_config_read(&cfg, a.config_file, envp, err, sizeof(err))) != 0) {
+        fprintf(stderr, "botgate: %s%s\n", rc == BG_ECONFIG ? "configuration: " : "", err);
+        rc = rc == BG_ECONFIG ? EXIT_USAGE : EXIT_FAIL;
         goto out;
+    }
     if (parse_target(&target, &cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "botgate: configuration: %s\n", err);
         rc = EXIT_USAGE;

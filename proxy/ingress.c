@@ -27,6 +27,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 
 struct st_ingress_handler {
@@ -87,17 +88,31 @@ log_unavailable(int err)
     suppressed = 0;
 }
 
+/* botgate_ack_seconds: from h2o's processed_at (the request read whole) to now. */
+static void
+observe_ack(bg_server *server, h2o_req_t *req)
+{
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    double s = (double)(now.tv_sec - req->processed_at.at.tv_sec) +
+               (double)(now.tv_usec - req->processed_at.at.tv_usec) / 1e6;
+    bg_metric_observe(server->metrics.ack, s > 0 ? s : 0);
+}
+
 static void
 on_stored(void *data, int err, int duplicate)
 {
     struct st_ingress_op *op = data;
     op->server->inflight--;
+    if (err != 0)
+        bg_admin_count_redis_error(&op->server->metrics, err);
     if (op->req != NULL) {
         if (err == 0) {
             (void)duplicate; /* a repeat is acknowledged like the original */
             op->req->res.status = 202;
             op->req->res.reason = "Accepted";
             op->req->res.content_length = 0;
+            observe_ack(op->server, op->req); /* before: sending may end the request */
             h2o_send_inline(op->req, "", 0);
         } else {
             log_unavailable(err);
@@ -189,6 +204,10 @@ on_sync_answer(const bg_http_result *res, void *data)
     op->sync_call = NULL;
     op->server->inflight--;
     h2o_req_t *req = op->req;
+    bg_server_metrics *m = &op->server->metrics;
+    bg_metric_inc(res->curl_code == CURLE_OK                   ? m->sync_answered
+                  : res->curl_code == CURLE_OPERATION_TIMEDOUT ? m->sync_timeout
+                                                               : m->sync_unreachable);
     if (req != NULL) {
         if (res->curl_code == CURLE_OPERATION_TIMEDOUT) {
             bg_log_warn("ingress", "synchronous %s: the bot missed the %s deadline", op->act.type,
@@ -288,6 +307,7 @@ enqueue(struct st_ingress_op *op)
     if (rc != 0) {
         op->server->inflight--;
         op->refs--; /* the put's reference: its callback will not run */
+        bg_admin_count_redis_error(&op->server->metrics, rc);
         log_unavailable(rc);
         refuse(req, rc, NULL);
     }
@@ -387,12 +407,15 @@ authenticate(struct st_ingress_op *op)
             : NULL;
     bg_auth_claims fresh = {0};
     int rc;
+    if (cached != NULL)
+        bg_metric_inc(server->metrics.token_cache_hits);
     if (cached == NULL) {
         if (channel == NULL) {
             if (!wait_for_keys(op, 0))
                 refuse(req, BG_EKEYS, NULL);
             return;
         }
+        bg_metric_inc(server->metrics.token_cache_misses); /* the full check is paid */
         rc = bg_auth_verify_token(&server->auth, channel, emulator, op->token, op->token_len,
                                   &fresh, why, sizeof(why));
         if (rc == BG_EAUTH_UNKNOWN_KID && wait_for_keys(op, 1))
@@ -513,6 +536,7 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     /* policy.answer_ping: a liveness check of the bot's endpoint ({"type":"ping"}, sent
      * without a token) is answered here; nothing is queued or forwarded. */
     if (token == NULL && cfg->policy.answer_ping && strcmp(op->act.type, "ping") == 0) {
+        bg_metric_inc(server->metrics.pings);
         bg_respond_json(req, 200, NULL, "{}");
         return 0;
     }

@@ -9,6 +9,7 @@
  * message names the key and the reason), 1 for any other failure.
  */
 #include "botgate/config.h"
+#include "botgate/config_file.h"
 #include "botgate/devcert.h"
 #include "botgate/dlq.h"
 #include "botgate/error.h"
@@ -24,8 +25,6 @@
 #include <unistd.h>
 
 extern char **environ;
-
-#define MAX_CONFIG_BYTES (1 << 20)
 
 static void
 usage(FILE *out)
@@ -45,29 +44,6 @@ usage(FILE *out)
                  "version  print the version\n");
 }
 
-/* Reads the whole configuration file; start-up only. */
-static char *
-read_file(const char *path, size_t *len, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = malloc(MAX_CONFIG_BYTES + 1);
-    size_t n = buf != NULL ? fread(buf, 1, MAX_CONFIG_BYTES + 1, f) : 0;
-    int bad = buf == NULL || ferror(f) || n > MAX_CONFIG_BYTES;
-    fclose(f);
-    if (bad) {
-        snprintf(err, errlen, "%s: unreadable or larger than 1 MiB", path);
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 /* The certificate files must be readable before any port is opened: a typo in a path is
  * a configuration error (exit 2), not a crash loop later. */
 static int
@@ -78,21 +54,6 @@ check_readable(const char *key, const char *path, char *err, size_t errlen)
         return -1;
     }
     return 0;
-}
-
-/*
- * Keys that are read and checked already but whose module is not built yet. Ignoring a
- * Sentinel set-up would run against the wrong Redis, so such a configuration is refused
- * rather than half-obeyed.
- */
-static int
-check_not_yet_built(const bg_config *cfg, char *err, size_t errlen)
-{
-    const char *key = cfg->redis.sentinels.n > 0 ? "redis.sentinels (issue #7)" : NULL;
-    if (key == NULL)
-        return 0;
-    snprintf(err, errlen, "%s: not supported by this build yet; leave it empty", key);
-    return -1;
 }
 
 static int
@@ -123,27 +84,13 @@ serve(int argc, char **argv)
         }
     }
     char err[512];
-    char *yaml = NULL;
-    size_t yaml_len = 0;
-    if (file != NULL && (yaml = read_file(file, &yaml_len, err, sizeof(err))) == NULL) {
-        fprintf(stderr, "botgate: configuration: %s\n", err);
-        return 2;
-    }
     bg_config cfg;
-    int status = 2;
-    if (bg_config_init(&cfg) != 0) {
-        free(yaml);
-        return 1;
+    int status = bg_config_read(&cfg, file, environ, err, sizeof(err));
+    if (status != 0) {
+        fprintf(stderr, "botgate: %s%s\n", status == BG_ECONFIG ? "configuration: " : "", err);
+        return status == BG_ECONFIG ? 2 : 1;
     }
-    if (bg_config_load(&cfg, yaml, yaml_len, file != NULL ? file : "(defaults)", environ, err,
-                       sizeof(err)) != 0) {
-        fprintf(stderr, "botgate: configuration: %s\n", err);
-        goto out;
-    }
-    if (check_not_yet_built(&cfg, err, sizeof(err)) != 0) {
-        fprintf(stderr, "botgate: configuration: %s\n", err);
-        goto out;
-    }
+    status = 2;
     bg_log_set_level(cfg.log.level);
 
     int any_tls = 0;
@@ -182,7 +129,6 @@ serve(int argc, char **argv)
     bg_private_redis_stop(&private_redis);
 out:
     bg_config_free(&cfg);
-    free(yaml);
     return status;
 }
 

@@ -38,6 +38,16 @@ socket_answers(const char *path)
     return ok;
 }
 
+/* <state_dir>/PRIVATE_REDIS_DIR holds the data, the log and the socket. */
+#define PRIVATE_REDIS_DIR "redis"
+#define PRIVATE_REDIS_SOCK "redis.sock"
+
+size_t
+bg_private_redis_socket_path(const char *state_dir, char *out, size_t cap)
+{
+    return (size_t)snprintf(out, cap, "%s/" PRIVATE_REDIS_DIR "/" PRIVATE_REDIS_SOCK, state_dir);
+}
+
 int
 bg_private_redis_start(bg_private_redis *pr, const char *state_dir, char *err, size_t errlen)
 {
@@ -51,8 +61,9 @@ bg_private_redis_start(bg_private_redis *pr, const char *state_dir, char *err, s
         snprintf(err, errlen, "state_dir: %s: %s", state_dir, strerror(errno));
         return BG_EIO;
     }
-    if ((size_t)snprintf(pr->dir, sizeof(pr->dir), "%s/redis", base) >= sizeof(pr->dir) ||
-        (size_t)snprintf(sock, sizeof(sock), "%s/redis.sock", pr->dir) >=
+    if ((size_t)snprintf(pr->dir, sizeof(pr->dir), "%s/" PRIVATE_REDIS_DIR, base) >=
+            sizeof(pr->dir) ||
+        bg_private_redis_socket_path(base, sock, sizeof(sock)) >=
             sizeof(((struct sockaddr_un *)0)->sun_path)) {
         snprintf(err, errlen, "state_dir: %s is too long for a unix socket path", base);
         return BG_EIO;

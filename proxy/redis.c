@@ -14,6 +14,7 @@
 #include "botgate/redis.h"
 #include "botgate/error.h"
 #include "botgate/log.h"
+#include "botgate/redis_url.h"
 #include "botgate/timer.h"
 
 #include <async.h>
@@ -34,13 +35,8 @@ struct bg_redis {
     h2o_loop_t *loop;
     int timeout_ms;
     /* target */
-    int is_unix;
-    char *path;
-    char host[64];
-    int port;
-    char *user;
-    char *password;
-    int db;
+    bg_redis_url url;
+    char addr[64]; /* url.host resolved, numeric */
     char target[300];
     /* connection */
     redisAsyncContext *ac;
@@ -330,13 +326,14 @@ on_connect(const redisAsyncContext *cac, int status)
         return;
     }
     r->state = ST_HANDSHAKE;
-    if (r->password != NULL) {
-        const char *argv[3] = {"AUTH", r->user != NULL ? r->user : r->password, r->password};
-        send_command(r, on_handshake_reply, "AUTH", r->user != NULL ? 3 : 2, argv, NULL);
+    const bg_redis_url *u = &r->url;
+    if (u->password != NULL) {
+        const char *argv[3] = {"AUTH", u->user != NULL ? u->user : u->password, u->password};
+        send_command(r, on_handshake_reply, "AUTH", u->user != NULL ? 3 : 2, argv, NULL);
     }
-    if (r->db != 0) {
+    if (u->db != 0) {
         char db[16];
-        snprintf(db, sizeof(db), "%d", r->db);
+        snprintf(db, sizeof(db), "%d", u->db);
         const char *argv[2] = {"SELECT", db};
         send_command(r, on_handshake_reply, "SELECT", 2, argv, NULL);
     }
@@ -347,8 +344,8 @@ on_connect(const redisAsyncContext *cac, int status)
 static void
 start_connect(bg_redis *r)
 {
-    redisAsyncContext *ac =
-        r->is_unix ? redisAsyncConnectUnix(r->path) : redisAsyncConnect(r->host, r->port);
+    redisAsyncContext *ac = r->url.is_unix ? redisAsyncConnectUnix(r->url.path)
+                                           : redisAsyncConnect(r->addr, r->url.port);
     if (ac == NULL) {
         bg_log_error("redis", "%s: out of memory", r->target);
         schedule_reconnect(r);
@@ -411,115 +408,29 @@ bg_redis_start(bg_redis *r)
 
 /* --- set-up ------------------------------------------------------------------------- */
 
-static char *
-dup_range(const char *s, size_t n)
-{
-    char *p = malloc(n + 1);
-    if (p != NULL) {
-        memcpy(p, s, n);
-        p[n] = '\0';
-    }
-    return p;
-}
-
+/*
+ * Parses the URL into r's target and resolves a host name once (start-up only): hiredis
+ * would otherwise call a blocking getaddrinfo on the loop at every reconnection.
+ */
 static int
-parse_db(const char *s, int *db)
+set_target(bg_redis *r, const char *url, char *err, size_t errlen)
 {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < 0 || v > 65535)
-        return -1;
-    *db = (int)v;
-    return 0;
-}
-
-/* Fills r's target from the URL; resolves a host name once (start-up only). */
-static int
-parse_url(bg_redis *r, const char *url, char *err, size_t errlen)
-{
-    if (strncmp(url, "unix://", 7) == 0) {
-        const char *path = url + 7, *q = strchr(path, '?');
-        size_t n = q != NULL ? (size_t)(q - path) : strlen(path);
-        if (n == 0 || path[0] != '/') {
-            snprintf(err, errlen, "redis.url: unix:// needs an absolute path");
-            return -1;
-        }
-        if (q != NULL && (strncmp(q, "?db=", 4) != 0 || parse_db(q + 4, &r->db) != 0)) {
-            snprintf(err, errlen, "redis.url: only ?db=N may follow a unix path");
-            return -1;
-        }
-        r->is_unix = 1;
-        r->path = dup_range(path, n);
-        snprintf(r->target, sizeof(r->target), "unix://%s", r->path);
-        return r->path != NULL ? 0 : -1;
-    }
-    if (strncmp(url, "redis://", 8) != 0) {
-        snprintf(err, errlen, "redis.url: must start with redis:// or unix://");
+    const char *why;
+    if (bg_redis_url_parse(&r->url, url, &why) != 0) {
+        snprintf(err, errlen, "redis.url: %s", why);
         return -1;
     }
-    const char *p = url + 8, *at = strrchr(p, '@');
-    if (at != NULL) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (colon == NULL) {
-            snprintf(err, errlen, "redis.url: credentials must be [user]:password@");
-            return -1;
-        }
-        if (colon > p)
-            r->user = dup_range(p, (size_t)(colon - p));
-        r->password = dup_range(colon + 1, (size_t)(at - colon - 1));
-        p = at + 1;
-    }
-    const char *host = p, *host_end;
-    if (*p == '[') {
-        host = p + 1;
-        host_end = strchr(host, ']');
-        if (host_end == NULL) {
-            snprintf(err, errlen, "redis.url: unterminated [IPv6] host");
-            return -1;
-        }
-        p = host_end + 1;
-    } else {
-        host_end = p + strcspn(p, ":/");
-        p = host_end;
-    }
-    if (host_end == host) {
-        snprintf(err, errlen, "redis.url: no host");
-        return -1;
-    }
-    char name[256];
-    if ((size_t)(host_end - host) >= sizeof(name)) {
-        snprintf(err, errlen, "redis.url: host name too long");
-        return -1;
-    }
-    memcpy(name, host, (size_t)(host_end - host));
-    name[host_end - host] = '\0';
-    r->port = 6379;
-    if (*p == ':') {
-        char *end;
-        long port = strtol(p + 1, &end, 10);
-        if (end == p + 1 || port < 1 || port > 65535) {
-            snprintf(err, errlen, "redis.url: bad port");
-            return -1;
-        }
-        r->port = (int)port;
-        p = end;
-    }
-    if (*p == '/' && p[1] != '\0' && parse_db(p + 1, &r->db) != 0) {
-        snprintf(err, errlen, "redis.url: bad database number");
-        return -1;
-    } else if (*p != '\0' && *p != '/') {
-        snprintf(err, errlen, "redis.url: unexpected text after the host");
-        return -1;
-    }
+    bg_redis_url_show(&r->url, r->target, sizeof(r->target));
+    if (r->url.is_unix)
+        return 0;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
-    int rc = getaddrinfo(name, NULL, &hints, &res);
+    int rc = getaddrinfo(r->url.host, NULL, &hints, &res);
     if (rc != 0) {
-        snprintf(err, errlen, "redis.url: cannot resolve '%s': %s", name, gai_strerror(rc));
+        snprintf(err, errlen, "redis.url: cannot resolve '%s': %s", r->url.host, gai_strerror(rc));
         return -1;
     }
-    h2o_socket_getnumerichost(res->ai_addr, res->ai_addrlen, r->host);
+    h2o_socket_getnumerichost(res->ai_addr, res->ai_addrlen, r->addr);
     freeaddrinfo(res);
-    snprintf(r->target, sizeof(r->target), "redis://%s:%d/%d", name, r->port, r->db);
     return 0;
 }
 
@@ -535,10 +446,8 @@ bg_redis_new(h2o_loop_t *loop, const char *url, int timeout_ms, char *err, size_
     r->timeout_ms = timeout_ms;
     r->backoff_ms = BACKOFF_INITIAL_MS;
     r->state = ST_IDLE;
-    if (parse_url(r, url, err, errlen) != 0) {
-        free(r->path);
-        free(r->user);
-        free(r->password);
+    if (set_target(r, url, err, errlen) != 0) {
+        bg_redis_url_free(&r->url);
         free(r);
         return NULL;
     }
@@ -563,8 +472,6 @@ bg_redis_free(bg_redis *r)
     bg_timer_dispose(&r->reconnect_timer);
     bg_timer_dispose(&r->heartbeat_timer);
     h2o_timeout_dispose(r->loop, &r->deadlines);
-    free(r->path);
-    free(r->user);
-    free(r->password);
+    bg_redis_url_free(&r->url);
     free(r);
 }

@@ -45,11 +45,13 @@ bg_respond_json(h2o_req_t *req, int status, const char *reason, const char *json
     h2o_send_inline(req, json, len);
 }
 
-/* jansson does the escaping, so a detail naming a field cannot break the JSON. */
+/* jansson does the escaping, so a detail naming a field cannot break the JSON. Every
+ * refusal passes here, so here it is counted, under the code the caller reads. */
 void
 bg_respond_error(h2o_req_t *req, int err, const char *detail)
 {
     int status = bg_error_status(err);
+    bg_admin_count_refusal(&bg_server_of(req)->metrics, err);
     json_t *doc = json_pack("{s:{s:s,s:s}}", "error", "code", bg_error_code(err), "message",
                             detail != NULL ? detail : bg_strerror(err));
     char *body = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;

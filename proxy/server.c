@@ -24,6 +24,7 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -74,8 +75,11 @@ on_accept(h2o_socket_t *listener, const char *err)
     }
 }
 
+/* key names the configuration key in errors ("listen", "admin.listen"); hosts is what
+ * the listener's connections may reach (see botgate/server.h). */
 static int
-open_listener(bg_server *s, const bg_listener_conf *lc, char *err, size_t errlen)
+open_listener(bg_server *s, const bg_listener_conf *lc, h2o_hostconf_t **hosts, const char *key,
+              char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
@@ -85,7 +89,7 @@ open_listener(bg_server *s, const bg_listener_conf *lc, char *err, size_t errlen
     snprintf(port, sizeof(port), "%d", lc->port);
     int rc = getaddrinfo(lc->address, port, &hints, &res);
     if (rc != 0) {
-        snprintf(err, errlen, "listen: %s: %s", lc->address, gai_strerror(rc));
+        snprintf(err, errlen, "%s: %s: %s", key, lc->address, gai_strerror(rc));
         return -1;
     }
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -93,7 +97,7 @@ open_listener(bg_server *s, const bg_listener_conf *lc, char *err, size_t errlen
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) != 0 ||
         bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
-        snprintf(err, errlen, "listen: %s:%d: %s", lc->address, lc->port, strerror(errno));
+        snprintf(err, errlen, "%s: %s:%d: %s", key, lc->address, lc->port, strerror(errno));
         if (fd >= 0)
             close(fd);
         freeaddrinfo(res);
@@ -102,14 +106,38 @@ open_listener(bg_server *s, const bg_listener_conf *lc, char *err, size_t errlen
     freeaddrinfo(res);
     struct bg_listener *l = &s->listeners[s->n_listeners++];
     l->accept_ctx.ctx = &s->ctx;
-    l->accept_ctx.hosts = s->globalconf.hosts;
+    l->accept_ctx.hosts = hosts;
     l->accept_ctx.ssl_ctx = lc->tls ? s->ssl_ctx : NULL;
     l->sock = h2o_evloop_socket_create(s->loop, fd, H2O_SOCKET_FLAG_DONT_READ);
     l->sock->data = l;
     h2o_socket_read_start(l->sock, on_accept);
-    bg_log_info("server", "listening on %s://%s:%d", lc->tls ? "https" : "http", lc->address,
-                lc->port);
+    bg_log_info("server", "listening on %s://%s:%d%s", lc->tls ? "https" : "http", lc->address,
+                lc->port, hosts == s->admin_hosts ? " (admin: /metrics, /healthz, /readyz)" : "");
     return 0;
+}
+
+/*
+ * admin.listen: "ADDRESS:PORT" or "[IPV6]:PORT" (policy/config.c checked the form), a
+ * plain-HTTP listener whose connections reach only the admin host. A port that cannot be
+ * bound refuses the start, as for `listen`.
+ */
+static int
+open_admin_listener(bg_server *s, char *err, size_t errlen)
+{
+    const char *v = s->cfg->admin.listen;
+    char host[128];
+    const char *colon = strrchr(v, ':');
+    size_t hlen = colon != NULL ? (size_t)(colon - v) : 0;
+    if (hlen >= 2 && v[0] == '[' && v[hlen - 1] == ']')
+        v++, hlen -= 2;
+    if (colon == NULL || hlen == 0 || hlen >= sizeof(host)) {
+        snprintf(err, errlen, "admin.listen: %s: must be ADDRESS:PORT", s->cfg->admin.listen);
+        return -1;
+    }
+    memcpy(host, v, hlen);
+    host[hlen] = '\0';
+    bg_listener_conf lc = {.address = host, .port = atoi(colon + 1), .tls = false};
+    return open_listener(s, &lc, s->admin_hosts, "admin.listen", err, errlen);
 }
 
 static SSL_CTX *
@@ -215,6 +243,8 @@ on_redis_ready(bg_redis *redis, void *data)
 {
     (void)redis;
     bg_server *s = data;
+    if (s->metrics.redis_ready_calls++ > 0)
+        bg_metric_inc(s->metrics.redis_reconnects);
     bg_queue_check_durability(s->queue);
 }
 
@@ -295,18 +325,38 @@ bg_server_run(const bg_config *cfg, bg_role role, const char *cert_file, const c
         return 2;
     }
 
+    if (bg_admin_metrics_init(s) != 0) {
+        bg_log_error("server", "out of memory");
+        bg_admin_metrics_free(s);
+        SSL_CTX_free(s->ssl_ctx);
+        return 1;
+    }
+
     h2o_config_init(&s->globalconf);
     s->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("botgate"));
     s->globalconf.max_request_entity_size = (size_t)cfg->policy.body_max_bytes;
+    /* Paths match by prefix in registration order: "/" (probes.c) comes last. */
     h2o_hostconf_t *host =
         h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     if (role != BG_ROLE_DISPATCHER)
         bg_ingress_register(h2o_config_register_path(host, "/api/messages", 0), s);
     bg_probes_register(host, s);
     bg_early_errors_register(&host->fallback_path);
+    bg_admin_count_requests(host, s);
+    s->public_hosts[0] = host;
+    if (cfg->admin.listen[0] != '\0') {
+        h2o_hostconf_t *admin =
+            h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("admin")), 65535);
+        bg_admin_register(admin, s);
+        bg_probes_register(admin, s);
+        bg_early_errors_register(&admin->fallback_path);
+        bg_admin_count_requests(admin, s);
+        s->admin_hosts[0] = admin;
+    }
 
     s->loop = h2o_evloop_create();
     h2o_context_init(&s->ctx, s->loop, &s->globalconf);
+    bg_admin_start(s);
 
     s->redis = bg_redis_new(s->loop, cfg->redis.url, cfg->redis.timeout_ms, err, sizeof(err));
     if (s->redis == NULL) {
@@ -330,6 +380,8 @@ bg_server_run(const bg_config *cfg, bg_role role, const char *cert_file, const c
         status = 2;
         goto out;
     }
+    if (s->dispatcher != NULL)
+        bg_dispatcher_set_metrics(s->dispatcher, &s->metrics);
     if ((status = setup_auth(s, cfg, err, sizeof(err))) != 0) {
         bg_log_error("server", "%s", err[0] != '\0' ? err : "out of memory");
         goto out;
@@ -337,11 +389,16 @@ bg_server_run(const bg_config *cfg, bg_role role, const char *cert_file, const c
     status = 1;
 
     for (size_t i = 0; i < cfg->n_listen; i++) {
-        if (open_listener(s, &cfg->listen[i], err, sizeof(err)) != 0) {
+        if (open_listener(s, &cfg->listen[i], s->public_hosts, "listen", err, sizeof(err)) != 0) {
             bg_log_error("server", "%s", err);
             status = 2;
             goto out;
         }
+    }
+    if (s->admin_hosts[0] != NULL && open_admin_listener(s, err, sizeof(err)) != 0) {
+        bg_log_error("server", "%s", err);
+        status = 2;
+        goto out;
     }
     install_signals();
     bg_redis_start(s->redis);
@@ -387,6 +444,7 @@ out:
     s->queue = NULL;
     /* let the last answers and socket closes run */
     run_while(s, has_connections, h2o_now(s->loop) + 200);
+    bg_admin_stop(s);
     /* h2o_context_request_shutdown left HTTP/2's GOAWAY re-send timer linked, and
      * h2o_context_dispose asserts that its timeouts are empty. */
     if (h2o_timeout_is_linked(&s->ctx.http2._graceful_shutdown_timeout))
@@ -395,5 +453,7 @@ out:
     h2o_evloop_destroy(s->loop);
     h2o_config_dispose(&s->globalconf);
     SSL_CTX_free(s->ssl_ctx);
+    /* last: a request disposed on the way out still counts itself */
+    bg_admin_metrics_free(s);
     return status;
 }

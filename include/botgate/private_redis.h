@@ -18,6 +18,13 @@ typedef struct bg_private_redis {
     char dir[200];
 } bg_private_redis;
 
+/*
+ * Writes <state_dir>/redis/redis.sock, the private redis's socket, into out (cap bytes;
+ * out may be NULL when cap is 0). Returns the path's length, as snprintf: cap is too small
+ * when the result is >= cap. `botgate serve` calls it with state_dir made absolute,
+ * `botgate dlq` with state_dir as configured.
+ */
+size_t bg_private_redis_socket_path(const char *state_dir, char *out, size_t cap);
 /* Starts redis-server and waits (start-up only, at most 10 s) until its socket accepts.
  * Returns 0, or BG_EIO with the reason in err. */
 int bg_private_redis_start(bg_private_redis *pr, const char *state_dir, char *err, size_t errlen);

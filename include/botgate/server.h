@@ -7,6 +7,9 @@
  *   GET  /healthz        the process is alive (probes.c)
  *   GET  /readyz         Redis is reachable: 200, else 503 (probes.c)
  *   anything else        404 as a JSON error
+ * and on the admin listener (admin.listen, plain HTTP) only:
+ *   GET  /metrics        Prometheus text format (admin.c); /healthz and /readyz as above,
+ *                        and no /api/messages
  */
 #ifndef BOTGATE_SERVER_H
 #define BOTGATE_SERVER_H
@@ -20,14 +23,61 @@
 #include "botgate/config.h"
 #include "botgate/http_client.h"
 #include "botgate/keys.h"
+#include "botgate/metrics.h"
 #include "botgate/queue.h"
 #include "botgate/redis.h"
+#include "botgate/timer.h"
 
 typedef enum bg_role {
     BG_ROLE_ALL = 0,    /* ingress and dispatcher in one process (the default) */
     BG_ROLE_INGRESS,    /* accept and store only */
     BG_ROLE_DISPATCHER, /* deliver only: the listeners serve the probes */
 } bg_role;
+
+/* The routes requests are counted by (botgate_requests_total's route label). */
+typedef enum bg_route {
+    BG_ROUTE_MESSAGES = 0,
+    BG_ROUTE_HEALTHZ,
+    BG_ROUTE_READYZ,
+    BG_ROUTE_METRICS,
+    BG_ROUTE_OTHER,
+    BG_ROUTE_COUNT,
+} bg_route;
+
+#define BG_METRICS_MAX_STATUS 600 /* statuses below this have a cached series */
+#define BG_METRICS_MAX_ERR 128    /* -bg_err below this has a cached series */
+
+/*
+ * botgate's metrics (registered by admin.c; README.md, "Operating botgate", lists them).
+ * The registry is policy/'s; what the request path updates is held here as series
+ * pointers, so that counting is an addition: no lookup, no allocation, no lock (one
+ * thread). Gauges of state kept elsewhere (queue, keys, certificate) are filled when
+ * /metrics is scraped.
+ */
+typedef struct bg_server_metrics {
+    bg_metrics registry;
+    bg_metric_family *requests, *refused, *auth_rejects, *redis_errors, *dead_letters, *tls_expiry;
+    /* series made on first use, cached by route × status and by error */
+    bg_metric_series *requests_by[BG_ROUTE_COUNT][BG_METRICS_MAX_STATUS];
+    bg_metric_series *refused_by[BG_METRICS_MAX_ERR], *auth_rejects_by[BG_METRICS_MAX_ERR];
+    /* histograms */
+    bg_metric_series *ack, *delivery, *bot;
+    /* counters */
+    bg_metric_series *pings, *token_cache_hits, *token_cache_misses, *jwks_fetches, *jwks_failures,
+        *redis_reconnects;
+    bg_metric_series *redis_down, *redis_timeout, *redis_error, *redis_full, *redis_replica;
+    bg_metric_series *attempts_ack, *attempts_retry, *attempts_dead;
+    bg_metric_series *sync_answered, *sync_timeout, *sync_unreachable;
+    /* gauges */
+    bg_metric_series *up, *jwks_key_age, *redis_up, *queue_length, *queue_pending,
+        *queue_oldest_pending, *deliveries_in_flight;
+    /* state behind them */
+    unsigned long redis_ready_calls; /* the first is the connection, the others reconnects */
+    int64_t cert_not_after;          /* Unix time; 0 = no TLS listener */
+    h2o_timeout_t scrape_deadline;   /* a scrape waits this long for Redis */
+    int scrape_deadline_on;
+    bg_metrics_buf scrape_buf; /* reused by every scrape */
+} bg_server_metrics;
 
 typedef struct bg_server {
     const bg_config *cfg;
@@ -39,7 +89,10 @@ typedef struct bg_server {
     struct bg_listener {
         h2o_socket_t *sock;
         h2o_accept_ctx_t accept_ctx;
-    } listeners[BG_CONFIG_MAX_LISTENERS];
+    } listeners[BG_CONFIG_MAX_LISTENERS + 1]; /* + admin.listen */
+    /* Each listener serves one host: its connections see only that host's routes,
+     * whatever Host or :authority a client sends (h2o picks among conn->hosts). */
+    h2o_hostconf_t *public_hosts[2], *admin_hosts[2]; /* NULL-terminated */
     bg_redis *redis;
     bg_queue *queue;
     bg_http *http;                    /* outbound HTTP: keys, the bot */
@@ -56,7 +109,12 @@ typedef struct bg_server {
     int shutting_down;  /* SIGTERM seen: new requests get 503 */
     uint64_t id_prefix; /* random, per process: request ids are unique across pods */
     uint64_t id_counter;
+    bg_server_metrics metrics;
+    bg_timer cert_timer; /* logs the certificate's days left, daily */
 } bg_server;
+
+/* The server a request belongs to: its h2o context is the one in bg_server. */
+#define bg_server_of(req) H2O_STRUCT_FROM_MEMBER(bg_server, ctx, (req)->conn->ctx)
 
 /*
  * Serves until SIGTERM or SIGINT, then drains for at most shutdown_grace_s.
@@ -75,6 +133,29 @@ void bg_ingress_register(h2o_pathconf_t *pathconf, bg_server *server);
 void bg_ingress_cancel_sync(bg_server *server);
 void bg_probes_register(h2o_hostconf_t *hostconf, bg_server *server);
 void bg_early_errors_register(h2o_pathconf_t *fallback);
+
+/* Metrics and the admin listener (admin.c). */
+/* Registers every metric; 0 or BG_ENOMEM. */
+int bg_admin_metrics_init(bg_server *server);
+/* Once the loop exists: the scrape deadline; and the serving certificate's expiry, read,
+ * logged (a warning under 30 days, an error once expired) and re-logged daily. */
+void bg_admin_start(bg_server *server);
+/* Answers scrapes still waiting and releases the loop's timers; before the loop goes. */
+void bg_admin_stop(bg_server *server);
+void bg_admin_metrics_free(bg_server *server);
+/* GET /metrics, on the admin listener's host only. */
+void bg_admin_register(h2o_hostconf_t *hostconf, bg_server *server);
+/* Counts every request to hostconf in botgate_requests_total: an h2o logger on each of its
+ * paths (registered before this call) and its fallback (h2o's own error answers); it
+ * runs when the request is disposed, whoever answered it. */
+void bg_admin_count_requests(h2o_hostconf_t *hostconf, bg_server *server);
+/* botgate_requests_refused_total (and botgate_auth_rejects_total for a 401) for err. */
+void bg_admin_count_refusal(bg_server_metrics *metrics, int err);
+/* botgate_redis_errors_total for a BG_EREDIS_* / BG_EQUEUE_FULL / BG_EREPLICA err. */
+void bg_admin_count_redis_error(bg_server_metrics *metrics, int err);
+/* Where the dispatcher counts its attempts, outcomes and times (dispatcher.c; declared
+ * here, with the struct it takes, to keep dispatcher.h free of server.h). */
+void bg_dispatcher_set_metrics(struct bg_dispatcher *d, bg_server_metrics *metrics);
 
 /* Answers req with the JSON error of err ({"error":{"code":..,"message":..}}); detail,
  * when not NULL, replaces the table's sentence (it must not contain request bytes). */

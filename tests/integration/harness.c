@@ -6,6 +6,7 @@
  * a guessed time.
  */
 #include "harness.h"
+#include "cert.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -25,12 +26,13 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <setjmp.h>
 
+#include <cmocka.h>
 #include <curl/curl.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
 extern char **environ;
@@ -116,6 +118,17 @@ bgt_env_finish(bgt_env *env, bool failed)
     curl_global_cleanup();
 }
 
+int
+bgt_env_exit(bgt_env *env, int failed)
+{
+    bgt_env_finish(env, failed != 0);
+    if (failed != 0) {
+        fflush(NULL);
+        _exit(1);
+    }
+    return 0;
+}
+
 char *
 bgt_path(char *out, size_t cap, const char *dir, const char *name)
 {
@@ -124,6 +137,32 @@ bgt_path(char *out, size_t cap, const char *dir, const char *name)
         abort();
     }
     return out;
+}
+
+char *
+bgt_pathf(char *out, size_t cap, const char *dir, const char *fmt, ...)
+{
+    char name[BGT_PATH_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(name, sizeof(name), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(name)) {
+        fprintf(stderr, "harness: path too long: %s/%s...\n", dir, name);
+        abort();
+    }
+    return bgt_path(out, cap, dir, name);
+}
+
+/* mkdir path (0700); one that exists is fine. */
+static int
+make_dir(const char *path)
+{
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "harness: mkdir %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
 int
@@ -202,6 +241,12 @@ bgt_wall_us(void)
 }
 
 int64_t
+bgt_wall_s(void)
+{
+    return bgt_wall_us() / 1000000;
+}
+
+int64_t
 bgt_mono_ms(void)
 {
     struct timespec ts;
@@ -234,6 +279,13 @@ bgt_free_port(void)
     if (port < 0)
         fprintf(stderr, "harness: no free port: %s\n", strerror(errno));
     return port;
+}
+
+void
+bgt_fresh_id(char *out, size_t cap, const char *prefix)
+{
+    static int counter;
+    snprintf(out, cap, "%s%d-%lld-%d", prefix, (int)getpid(), (long long)bgt_wall_us(), ++counter);
 }
 
 /* ---- processes ------------------------------------------------------------------------ */
@@ -337,44 +389,54 @@ bgt_kill_wait(pid_t pid, int sig, int timeout_ms)
     return status;
 }
 
-/* ---- TLS -------------------------------------------------------------------------------- */
+/* How a child that should come up went: ready (the check said so), exited first (*status
+ * says how), or neither within timeout_ms. */
+enum child_start { CHILD_READY, CHILD_EXITED, CHILD_LATE };
 
-static int
-add_ext(X509 *cert, int nid, const char *value)
+static enum child_start
+child_await(pid_t pid, int timeout_ms, int step_ms, bool (*ready)(void *), void *arg, int *status)
 {
-    X509V3_CTX ctx;
-    X509V3_set_ctx_nodb(&ctx);
-    X509V3_set_ctx(&ctx, cert, cert, NULL, NULL, 0);
-    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
-    if (ext == NULL)
-        return -1;
-    int ok = X509_add_ext(cert, ext, -1);
-    X509_EXTENSION_free(ext);
-    return ok ? 0 : -1;
+    int64_t deadline = bgt_mono_ms() + timeout_ms;
+    while (bgt_mono_ms() < deadline) {
+        if (bgt_wait_pid(pid, 0, status) == 0)
+            return CHILD_EXITED;
+        if (ready(arg))
+            return CHILD_READY;
+        bgt_sleep_ms(step_ms);
+    }
+    return CHILD_LATE;
 }
+
+/* The verdict on a server stopped with SIGTERM: 0 when it exited with status 0 (under ASan,
+ * also: no leak); otherwise -1, after printing the status and the end of its log. */
+static int
+judge_exit(int status, const char *who, const char *log)
+{
+    if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    char why[64];
+    fprintf(stderr, "harness: %s did not exit cleanly after SIGTERM: %s\n", who,
+            bgt_describe_status(status, why, sizeof(why)));
+    bgt_dump_file(log, 64 * 1024);
+    return -1;
+}
+
+/* ---- TLS -------------------------------------------------------------------------------- */
 
 int
 bgt_tls_make_cert(const char *dir, char *cert_out, char *key_out)
 {
     int rc = -1;
     EVP_PKEY *key = EVP_EC_gen("P-256");
-    X509 *cert = X509_new();
+    X509 *cert = key != NULL ? bgt_cert_new(key, NULL, "localhost", 30) : NULL;
     FILE *f = NULL;
-    if (key == NULL || cert == NULL)
+    if (cert == NULL)
         goto out;
-    X509_set_version(cert, X509_VERSION_3);
-    ASN1_INTEGER_set(X509_get_serialNumber(cert), (long)(bgt_wall_us() & 0x7fffffff));
-    X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(cert), 30L * 86400);
-    X509_set_pubkey(cert, key);
-    X509_NAME *name = X509_get_subject_name(cert);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1,
-                               0);
-    X509_set_issuer_name(cert, name);
-    if (add_ext(cert, NID_basic_constraints, "critical,CA:TRUE") != 0 ||
-        add_ext(cert, NID_subject_key_identifier, "hash") != 0 ||
-        add_ext(cert, NID_authority_key_identifier, "keyid:always") != 0 ||
-        add_ext(cert, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1") != 0)
+    X509_set_issuer_name(cert, X509_get_subject_name(cert));
+    if (bgt_cert_add_ext(cert, cert, NID_basic_constraints, "critical,CA:TRUE") != 0 ||
+        bgt_cert_add_ext(cert, cert, NID_subject_key_identifier, "hash") != 0 ||
+        bgt_cert_add_ext(cert, cert, NID_authority_key_identifier, "keyid:always") != 0 ||
+        bgt_cert_add_ext(cert, cert, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1") != 0)
         goto out;
     if (X509_sign(cert, key, EVP_sha256()) == 0)
         goto out;
@@ -418,10 +480,11 @@ bgt_redis_connect(const char *sock, int timeout_ms)
     return c;
 }
 
+/* The server of r answers PING with PONG. */
 static bool
-redis_pings(const char *sock)
+redis_pings(void *r)
 {
-    redisContext *c = bgt_redis_connect(sock, 500);
+    redisContext *c = bgt_redis_connect(((bgt_redis *)r)->sock, 500);
     if (c == NULL)
         return false;
     redisReply *rep = redisCommand(c, "PING");
@@ -477,24 +540,23 @@ redis_launch(bgt_redis *r)
         r->pid = 0;
         return -1;
     }
-    int64_t deadline = bgt_mono_ms() + 10000;
-    while (bgt_mono_ms() < deadline) {
-        int status;
-        if (bgt_wait_pid(r->pid, 0, &status) == 0) {
-            char why[64];
-            fprintf(stderr, "harness: redis-server exited at start (%s)\n",
-                    bgt_describe_status(status, why, sizeof(why)));
-            bgt_dump_file(r->log, 16 * 1024);
-            r->pid = 0;
-            return -1;
-        }
-        if (redis_pings(r->sock))
-            return 0;
-        bgt_sleep_ms(20);
+    int status;
+    switch (child_await(r->pid, 10000, 20, redis_pings, r, &status)) {
+    case CHILD_READY:
+        return 0;
+    case CHILD_EXITED: {
+        char why[64];
+        fprintf(stderr, "harness: redis-server exited at start (%s)\n",
+                bgt_describe_status(status, why, sizeof(why)));
+        bgt_dump_file(r->log, 16 * 1024);
+        break;
     }
-    fprintf(stderr, "harness: redis-server did not answer PING within 10 s\n");
-    bgt_dump_file(r->log, 16 * 1024);
-    bgt_kill_wait(r->pid, SIGKILL, 5000);
+    case CHILD_LATE:
+        fprintf(stderr, "harness: redis-server did not answer PING within 10 s\n");
+        bgt_dump_file(r->log, 16 * 1024);
+        bgt_kill_wait(r->pid, SIGKILL, 5000);
+        break;
+    }
     r->pid = 0;
     return -1;
 }
@@ -505,13 +567,9 @@ bgt_redis_start(bgt_redis *r, const char *env_dir, const char *name, const bgt_r
     memset(r, 0, sizeof(*r));
     if (opts != NULL)
         r->opts = *opts;
-    char sub[64];
-    snprintf(sub, sizeof(sub), "redis-%s", name);
-    bgt_path(r->dir, sizeof(r->dir), env_dir, sub);
-    if (mkdir(r->dir, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "harness: mkdir %s: %s\n", r->dir, strerror(errno));
+    bgt_pathf(r->dir, sizeof(r->dir), env_dir, "redis-%s", name);
+    if (make_dir(r->dir) != 0)
         return -1;
-    }
     bgt_path(r->sock, sizeof(r->sock), r->dir, "redis.sock");
     bgt_path(r->log, sizeof(r->log), r->dir, "redis.log");
     snprintf(r->url, sizeof(r->url), "unix://%s", r->sock);
@@ -912,6 +970,94 @@ bgt_http_resp_free(bgt_http_resp *resp)
     resp->body = resp->headers = NULL;
 }
 
+/* method url (HTTP/1.1, ca_file the trust anchor for https): the body, malloc'd, when the
+ * answer is a 200; NULL otherwise. */
+static char *
+http_ok_body(const char *method, const char *url, const char *ca_file, long timeout_ms)
+{
+    bgt_http_req req = {.method = method,
+                        .url = url,
+                        .version = BGT_HTTP_1_1,
+                        .ca_file = ca_file,
+                        .timeout_ms = timeout_ms};
+    bgt_http_resp resp;
+    bgt_http_request(&req, &resp);
+    char *body = NULL;
+    if (resp.curl_code == CURLE_OK && resp.status == 200) {
+        body = resp.body;
+        resp.body = NULL;
+    }
+    bgt_http_resp_free(&resp);
+    return body;
+}
+
+char *
+bgt_url(char *out, size_t cap, const char *base, const char *path)
+{
+    snprintf(out, cap, "%s%s", base, path);
+    return out;
+}
+
+void
+bgt_http_resp_print(const char *what, const bgt_http_resp *r)
+{
+    fprintf(stderr, "%s: curl %d (%s), status %ld, http version %ld, %lld ms\n%s%.*s\n", what,
+            r->curl_code, r->curl_error, r->status, r->http_version, (long long)r->elapsed_ms,
+            r->headers != NULL ? r->headers : "", (int)(r->body_len > 2000 ? 2000 : r->body_len),
+            r->body != NULL ? r->body : "");
+}
+
+bool
+bgt_poll_status(const char *base, const char *path, const char *ca_file, long status,
+                int timeout_ms, long *last)
+{
+    char u[BGT_PATH_MAX];
+    bgt_url(u, sizeof(u), base, path);
+    int64_t deadline = bgt_mono_ms() + timeout_ms;
+    for (;;) {
+        bgt_http_resp resp;
+        bgt_http_get(u, BGT_HTTP_1_1, ca_file, &resp);
+        *last = resp.curl_code == CURLE_OK ? resp.status : -resp.curl_code;
+        bgt_http_resp_free(&resp);
+        if (*last == status)
+            return true;
+        if (bgt_mono_ms() >= deadline)
+            return false;
+        bgt_sleep_ms(50);
+    }
+}
+
+/* ---- assertions --------------------------------------------------------------------------- */
+
+void
+bgt_expect_status_at(const bgt_http_resp *r, long status, const char *file, int line)
+{
+    if (r->curl_code != CURLE_OK || r->status != status) {
+        bgt_http_resp_print("unexpected response", r);
+        print_error("ERROR: expected HTTP %ld, got %ld (curl %d: %s)\n", status, r->status,
+                    r->curl_code, r->curl_error);
+        _fail(file, line);
+    }
+}
+
+void
+bgt_expect_error_at(const bgt_http_resp *r, long status, const char *code, const char *file,
+                    int line)
+{
+    bgt_expect_status_at(r, status, file, line);
+    char got[64];
+    if (bgt_http_error_code(r, got, sizeof(got)) == NULL) {
+        bgt_http_resp_print("not a JSON error body", r);
+        print_error("ERROR: expected {\"error\":{\"code\":\"%s\",\"message\":...}}\n", code);
+        _fail(file, line);
+    }
+    if (strcmp(got, code) != 0) {
+        bgt_http_resp_print("wrong error code", r);
+        print_error("ERROR: expected error code %s, got %s\n", code, got);
+        _fail(file, line);
+    }
+}
+
 /* ---- botgate ------------------------------------------------------------------------------ */
 
 const char *
@@ -965,15 +1111,15 @@ bgt_config_yaml(const bgt_botgate_conf *c)
     return b.p;
 }
 
+/* GET b's health URL answers 200. */
 static bool
-health_ok(const char *url, const char *ca_file)
+health_ok(void *arg)
 {
-    bgt_http_req req = {.method = "GET", .url = url, .version = BGT_HTTP_1_1, .ca_file = ca_file};
-    req.timeout_ms = 2000;
-    bgt_http_resp resp;
-    bgt_http_request(&req, &resp);
-    bool ok = resp.curl_code == CURLE_OK && resp.status == 200;
-    bgt_http_resp_free(&resp);
+    bgt_botgate *b = arg;
+    char *body =
+        http_ok_body("GET", b->health_url, b->ca_file[0] != '\0' ? b->ca_file : NULL, 2000);
+    bool ok = body != NULL;
+    free(body);
     return ok;
 }
 
@@ -987,11 +1133,8 @@ bgt_botgate_start(bgt_botgate *b, const char *env_dir, const char *name, const c
     const char *bin = bgt_botgate_bin();
     if (bin == NULL)
         return -1;
-    char file[64];
-    snprintf(file, sizeof(file), "botgate-%s.yaml", name);
-    bgt_path(b->config, sizeof(b->config), env_dir, file);
-    snprintf(file, sizeof(file), "botgate-%s.log", name);
-    bgt_path(b->log, sizeof(b->log), env_dir, file);
+    bgt_pathf(b->config, sizeof(b->config), env_dir, "botgate-%s.yaml", name);
+    bgt_pathf(b->log, sizeof(b->log), env_dir, "botgate-%s.log", name);
     snprintf(b->health_url, sizeof(b->health_url), "%s", health_url);
     snprintf(b->ca_file, sizeof(b->ca_file), "%s", ca_file != NULL ? ca_file : "");
     if (bgt_write_file(b->config, yaml, -1) != 0)
@@ -1007,24 +1150,22 @@ bgt_botgate_start(bgt_botgate *b, const char *env_dir, const char *name, const c
         b->pid = 0;
         return -1;
     }
-    int64_t deadline = bgt_mono_ms() + 20000;
-    while (bgt_mono_ms() < deadline) {
-        int status;
-        if (bgt_wait_pid(b->pid, 0, &status) == 0) {
-            char why[64];
-            fprintf(stderr, "harness: botgate %s exited at start (%s); config:\n%s\n", name,
-                    bgt_describe_status(status, why, sizeof(why)), yaml);
-            bgt_dump_file(b->log, 64 * 1024);
-            b->pid = 0;
-            return -1;
-        }
-        if (health_ok(health_url, ca_file))
-            return 0;
-        bgt_sleep_ms(50);
+    int status;
+    switch (child_await(b->pid, 20000, 50, health_ok, b, &status)) {
+    case CHILD_READY:
+        return 0;
+    case CHILD_EXITED: {
+        char why[64];
+        fprintf(stderr, "harness: botgate %s exited at start (%s); config:\n%s\n", name,
+                bgt_describe_status(status, why, sizeof(why)), yaml);
+        break;
     }
-    fprintf(stderr, "harness: botgate %s: %s did not answer 200 within 20 s; config:\n%s\n", name,
-            health_url, yaml);
-    bgt_kill_wait(b->pid, SIGKILL, 5000);
+    case CHILD_LATE:
+        fprintf(stderr, "harness: botgate %s: %s did not answer 200 within 20 s; config:\n%s\n",
+                name, health_url, yaml);
+        bgt_kill_wait(b->pid, SIGKILL, 5000);
+        break;
+    }
     bgt_dump_file(b->log, 64 * 1024);
     b->pid = 0;
     return -1;
@@ -1039,13 +1180,7 @@ bgt_botgate_stop(bgt_botgate *b)
     }
     int status = bgt_kill_wait(b->pid, SIGTERM, 40000);
     b->pid = 0;
-    if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        return 0;
-    char why[64];
-    fprintf(stderr, "harness: botgate did not exit cleanly after SIGTERM: %s\n",
-            bgt_describe_status(status, why, sizeof(why)));
-    bgt_dump_file(b->log, 64 * 1024);
-    return -1;
+    return judge_exit(status, "botgate", b->log);
 }
 
 void
@@ -1177,36 +1312,230 @@ bgt_count_procs_using(const char *comm, const char *path)
     return count;
 }
 
-/* ---- the fake Connector ------------------------------------------------------------------------
+/* ---- the test tools (tests/tools/): started, asked and stopped alike -------------------------
  */
 
-#define MAX_CONNECTORS 8
+#define MAX_TOOL_RUNS 8
 
-/* The connectors running, by directory; `last` is the one bgt_connector_stats() asks. */
-static struct connector_run {
+/* One tool process, by directory. */
+typedef struct tool_run {
     pid_t pid; /* 0: free slot */
     int port;
     char dir[BGT_PATH_MAX];
-} connectors[MAX_CONNECTORS];
-static struct connector_run *last_connector;
+} tool_run;
 
-static struct connector_run *
-connector_find(const char *dir)
+/* What differs between the tools, and the ones of each kind running. */
+typedef struct tool_kind {
+    const char *prog;    /* in $BOTGATE_TOOLS_DIR; its log is <dir>/<prog>.log */
+    const char *what;    /* in messages */
+    const char *command; /* the first argument, or NULL */
+    char *(*url)(char *out, size_t cap, int port, const char *path);
+    bool trust_ca; /* its URLs are https, with <dir>/ca.pem as the trust anchor */
+    tool_run runs[MAX_TOOL_RUNS];
+} tool_kind;
+
+static tool_kind connector_kind = {.prog = "fake_connector",
+                                   .what = "fake connector",
+                                   .command = "serve",
+                                   .url = bgt_connector_url,
+                                   .trust_ca = true};
+static tool_kind bot_kind = {.prog = "slow_bot", .what = "slow bot", .url = bgt_bot_url};
+/* The connector started last: the one bgt_connector_stats() asks. */
+static tool_run *last_connector;
+
+static tool_run *
+tool_find(tool_kind *k, const char *dir)
 {
-    for (int i = 0; i < MAX_CONNECTORS; i++)
-        if (connectors[i].pid != 0 && strcmp(connectors[i].dir, dir) == 0)
-            return &connectors[i];
-    fprintf(stderr, "harness: no fake connector running in %s\n", dir);
+    for (int i = 0; i < MAX_TOOL_RUNS; i++)
+        if (k->runs[i].pid != 0 && strcmp(k->runs[i].dir, dir) == 0)
+            return &k->runs[i];
+    fprintf(stderr, "harness: no %s running in %s\n", k->what, dir);
     return NULL;
 }
 
 static void
-connector_forget(struct connector_run *c)
+tool_forget(tool_run *r)
 {
-    if (last_connector == c)
+    if (last_connector == r)
         last_connector = NULL;
-    memset(c, 0, sizeof(*c));
+    memset(r, 0, sizeof(*r));
 }
+
+/* GET or POST path on the tool of dir at port; the body (malloc'd) on 200, else NULL. */
+static char *
+tool_call(const tool_kind *k, const char *dir, int port, const char *method, const char *path)
+{
+    char url[BGT_PATH_MAX], ca[BGT_PATH_MAX];
+    k->url(url, sizeof(url), port, path);
+    return http_ok_body(method, url, k->trust_ca ? bgt_path(ca, sizeof(ca), dir, "ca.pem") : NULL,
+                        5000);
+}
+
+/* A tool starting in dir: serving once dir/ready names a port on which /stats answers. */
+typedef struct tool_probe {
+    const tool_kind *kind;
+    const char *dir;
+    const char *ready;
+    int port; /* the port, once serving */
+} tool_probe;
+
+static bool
+tool_serves(void *arg)
+{
+    tool_probe *p = arg;
+    char *text = bgt_read_file(p->ready, NULL);
+    int port = text != NULL ? atoi(text) : 0;
+    free(text);
+    /* /stats, not /v1/keys: it answers even when dir/down exists (a test may start the
+     * connector down), and it is not counted */
+    char *stats = port > 0 ? tool_call(p->kind, p->dir, port, "GET", "/stats") : NULL;
+    bool serves = stats != NULL;
+    free(stats);
+    if (serves)
+        p->port = port;
+    return serves;
+}
+
+/* Starts `$BOTGATE_TOOLS_DIR/<prog> [command] --dir dir --port *port` and waits until it
+ * serves (see bgt_connector_start, bgt_bot_start). The slot it runs in, or NULL. */
+static tool_run *
+tool_start(tool_kind *k, const char *dir, int *port)
+{
+    const char *tools = getenv("BOTGATE_TOOLS_DIR");
+    if (tools == NULL || tools[0] == '\0') {
+        fprintf(stderr,
+                "harness: BOTGATE_TOOLS_DIR is not set (ctest sets it to the tests "
+                "build directory, where %s is)\n",
+                k->prog);
+        return NULL;
+    }
+    tool_run *slot = NULL;
+    for (int i = 0; i < MAX_TOOL_RUNS; i++) {
+        tool_run *r = &k->runs[i];
+        /* a slot whose process is gone (bgt_env_finish reaped it after a failed test) is free */
+        if (r->pid != 0 && kill(r->pid, 0) != 0)
+            tool_forget(r);
+        if (r->pid != 0 && strcmp(r->dir, dir) == 0) {
+            fprintf(stderr, "harness: a %s already runs in %s\n", k->what, dir);
+            return NULL;
+        }
+        if (r->pid == 0 && slot == NULL)
+            slot = r;
+    }
+    if (slot == NULL) {
+        fprintf(stderr, "harness: more than %d %ss\n", MAX_TOOL_RUNS, k->what);
+        return NULL;
+    }
+    if (make_dir(dir) != 0)
+        return NULL;
+    char bin[BGT_PATH_MAX], ready[BGT_PATH_MAX], log[BGT_PATH_MAX], portarg[16];
+    bgt_path(bin, sizeof(bin), tools, k->prog);
+    bgt_path(ready, sizeof(ready), dir, "ready");
+    bgt_pathf(log, sizeof(log), dir, "%s.log", k->prog);
+    snprintf(portarg, sizeof(portarg), "%d", *port);
+    unlink(ready);
+
+    char *argv[8];
+    int n = 0;
+    argv[n++] = bin;
+    if (k->command != NULL)
+        argv[n++] = (char *)k->command;
+    argv[n++] = "--dir";
+    argv[n++] = (char *)dir;
+    argv[n++] = "--port";
+    argv[n++] = portarg;
+    argv[n] = NULL;
+    pid_t pid = bgt_spawn(argv, log, NULL);
+    if (pid < 0)
+        return NULL;
+    tool_probe probe = {.kind = k, .dir = dir, .ready = ready};
+    int status;
+    switch (child_await(pid, 20000, 50, tool_serves, &probe, &status)) {
+    case CHILD_READY:
+        slot->pid = pid;
+        slot->port = probe.port;
+        snprintf(slot->dir, sizeof(slot->dir), "%s", dir);
+        *port = probe.port;
+        return slot;
+    case CHILD_EXITED: {
+        char why[64];
+        fprintf(stderr, "harness: %s in %s exited at start (%s)\n", k->prog, dir,
+                bgt_describe_status(status, why, sizeof(why)));
+        bgt_dump_file(log, 16 * 1024);
+        return NULL;
+    }
+    case CHILD_LATE:
+        break;
+    }
+    fprintf(stderr, "harness: %s in %s did not serve /stats within 20 s\n", k->prog, dir);
+    bgt_kill_wait(pid, SIGKILL, 5000);
+    bgt_dump_file(log, 16 * 1024);
+    return NULL;
+}
+
+/* SIGTERM, and the verdict on the exit (see bgt_connector_stop, bgt_bot_stop). */
+static int
+tool_stop(tool_kind *k, const char *dir)
+{
+    tool_run *r = tool_find(k, dir);
+    if (r == NULL)
+        return -1;
+    int status = bgt_kill_wait(r->pid, SIGTERM, 20000);
+    tool_forget(r);
+    char who[BGT_PATH_MAX + 64], log[BGT_PATH_MAX];
+    snprintf(who, sizeof(who), "%s in %s", k->prog, dir);
+    return judge_exit(status, who, bgt_pathf(log, sizeof(log), dir, "%s.log", k->prog));
+}
+
+static void
+tool_kill(tool_kind *k, const char *dir)
+{
+    for (int i = 0; i < MAX_TOOL_RUNS; i++)
+        if (k->runs[i].pid != 0 && strcmp(k->runs[i].dir, dir) == 0) {
+            bgt_kill_wait(k->runs[i].pid, SIGKILL, 5000);
+            tool_forget(&k->runs[i]);
+        }
+}
+
+/* bgt_write_file through a temporary name and rename(): the tool never reads half. */
+static int
+write_file_renamed(const char *path, const char *data, long len)
+{
+    char tmp[BGT_PATH_MAX + 16];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if (bgt_write_file(tmp, data, len) != 0)
+        return -1;
+    if (rename(tmp, path) != 0) {
+        fprintf(stderr, "harness: rename %s: %s\n", tmp, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* Writes path through rename() (text NULL: removes it; a file already gone is fine). */
+static int
+file_set(const char *path, const char *text, long len)
+{
+    if (text != NULL)
+        return write_file_renamed(path, text, len);
+    if (unlink(path) != 0 && errno != ENOENT) {
+        fprintf(stderr, "harness: unlink %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* file_set on dir/name, with a NUL-terminated text. */
+static int
+tool_file_set(const char *dir, const char *name, const char *text)
+{
+    char path[BGT_PATH_MAX];
+    return file_set(bgt_path(path, sizeof(path), dir, name), text, -1);
+}
+
+/* ---- the fake Connector ------------------------------------------------------------------------
+ */
 
 char *
 bgt_connector_url(char *out, size_t cap, int port, const char *path)
@@ -1215,125 +1544,26 @@ bgt_connector_url(char *out, size_t cap, int port, const char *path)
     return out;
 }
 
-/* GET or POST url on the connector of dir, trusting its CA; the body (malloc'd) on 200. */
-static char *
-connector_call(const char *dir, int port, const char *method, const char *path)
-{
-    char url[BGT_PATH_MAX], ca[BGT_PATH_MAX];
-    bgt_connector_url(url, sizeof(url), port, path);
-    bgt_path(ca, sizeof(ca), dir, "ca.pem");
-    bgt_http_req req = {.method = method, .url = url, .version = BGT_HTTP_1_1, .ca_file = ca};
-    req.timeout_ms = 5000;
-    bgt_http_resp resp;
-    bgt_http_request(&req, &resp);
-    char *body = NULL;
-    if (resp.curl_code == CURLE_OK && resp.status == 200) {
-        body = resp.body;
-        resp.body = NULL;
-    }
-    bgt_http_resp_free(&resp);
-    return body;
-}
-
 int
 bgt_connector_start(const char *dir, int *port)
 {
-    const char *tools = getenv("BOTGATE_TOOLS_DIR");
-    if (tools == NULL || tools[0] == '\0') {
-        fprintf(stderr, "harness: BOTGATE_TOOLS_DIR is not set (ctest sets it to the tests "
-                        "build directory, where fake_connector is)\n");
+    tool_run *r = tool_start(&connector_kind, dir, port);
+    if (r == NULL)
         return -1;
-    }
-    struct connector_run *c = NULL;
-    for (int i = 0; i < MAX_CONNECTORS; i++) {
-        struct connector_run *r = &connectors[i];
-        /* a slot whose process is gone (bgt_env_finish reaped it after a failed test) is free */
-        if (r->pid != 0 && kill(r->pid, 0) != 0)
-            connector_forget(r);
-        if (r->pid != 0 && strcmp(r->dir, dir) == 0) {
-            fprintf(stderr, "harness: a fake connector already runs in %s\n", dir);
-            return -1;
-        }
-        if (r->pid == 0 && c == NULL)
-            c = r;
-    }
-    if (c == NULL) {
-        fprintf(stderr, "harness: more than %d fake connectors\n", MAX_CONNECTORS);
-        return -1;
-    }
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "harness: mkdir %s: %s\n", dir, strerror(errno));
-        return -1;
-    }
-    char bin[BGT_PATH_MAX], ready[BGT_PATH_MAX], log[BGT_PATH_MAX], portarg[16];
-    snprintf(bin, sizeof(bin), "%s/fake_connector", tools);
-    bgt_path(ready, sizeof(ready), dir, "ready");
-    bgt_path(log, sizeof(log), dir, "fake_connector.log");
-    snprintf(portarg, sizeof(portarg), "%d", *port);
-    unlink(ready);
-
-    char *argv[] = {bin, "serve", "--dir", (char *)dir, "--port", portarg, NULL};
-    pid_t pid = bgt_spawn(argv, log, NULL);
-    if (pid < 0)
-        return -1;
-    int64_t deadline = bgt_mono_ms() + 20000;
-    while (bgt_mono_ms() < deadline) {
-        int status;
-        if (bgt_wait_pid(pid, 0, &status) == 0) {
-            char why[64];
-            fprintf(stderr, "harness: fake_connector in %s exited at start (%s)\n", dir,
-                    bgt_describe_status(status, why, sizeof(why)));
-            bgt_dump_file(log, 16 * 1024);
-            return -1;
-        }
-        char *text = bgt_read_file(ready, NULL);
-        int p = text != NULL ? atoi(text) : 0;
-        free(text);
-        /* /stats, not /v1/keys: it answers even when dir/down exists (a test may start the
-         * connector down), and it is not counted */
-        char *stats = p > 0 ? connector_call(dir, p, "GET", "/stats") : NULL;
-        if (stats != NULL) {
-            free(stats);
-            c->pid = pid;
-            c->port = p;
-            snprintf(c->dir, sizeof(c->dir), "%s", dir);
-            last_connector = c;
-            *port = p;
-            return 0;
-        }
-        bgt_sleep_ms(50);
-    }
-    fprintf(stderr, "harness: fake_connector in %s did not serve /stats within 20 s\n", dir);
-    bgt_kill_wait(pid, SIGKILL, 5000);
-    bgt_dump_file(log, 16 * 1024);
-    return -1;
+    last_connector = r;
+    return 0;
 }
 
 int
 bgt_connector_stop(const char *dir)
 {
-    struct connector_run *c = connector_find(dir);
-    if (c == NULL)
-        return -1;
-    int status = bgt_kill_wait(c->pid, SIGTERM, 20000);
-    connector_forget(c);
-    if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        return 0;
-    char why[64], log[BGT_PATH_MAX];
-    fprintf(stderr, "harness: fake_connector in %s did not exit cleanly after SIGTERM: %s\n", dir,
-            bgt_describe_status(status, why, sizeof(why)));
-    bgt_dump_file(bgt_path(log, sizeof(log), dir, "fake_connector.log"), 64 * 1024);
-    return -1;
+    return tool_stop(&connector_kind, dir);
 }
 
 void
 bgt_connector_kill(const char *dir)
 {
-    for (int i = 0; i < MAX_CONNECTORS; i++)
-        if (connectors[i].pid != 0 && strcmp(connectors[i].dir, dir) == 0) {
-            bgt_kill_wait(connectors[i].pid, SIGKILL, 5000);
-            connector_forget(&connectors[i]);
-        }
+    tool_kill(&connector_kind, dir);
 }
 
 char *
@@ -1356,7 +1586,7 @@ bgt_connector_auth_yaml(const char *dir, int port, const char *app_id, const cha
 static long
 stats_from(const char *dir, int port, const char *path)
 {
-    char *body = connector_call(dir, port, "GET", "/stats");
+    char *body = tool_call(&connector_kind, dir, port, "GET", "/stats");
     if (body == NULL) {
         fprintf(stderr, "harness: GET /stats on the fake connector in %s failed\n", dir);
         return -1;
@@ -1383,7 +1613,7 @@ bgt_connector_stats(const char *path)
 long
 bgt_connector_stats_of(const char *dir, const char *path)
 {
-    struct connector_run *c = connector_find(dir);
+    tool_run *c = tool_find(&connector_kind, dir);
     return c != NULL ? stats_from(c->dir, c->port, path) : -1;
 }
 
@@ -1394,39 +1624,25 @@ bgt_connector_stats_reset(void)
         fprintf(stderr, "harness: no fake connector running\n");
         return -1;
     }
-    char *body = connector_call(last_connector->dir, last_connector->port, "POST", "/stats/reset");
+    char *body = tool_call(&connector_kind, last_connector->dir, last_connector->port, "POST",
+                           "/stats/reset");
+    bool ok = body != NULL;
     free(body);
-    return body != NULL ? 0 : -1;
+    return ok ? 0 : -1;
 }
 
 int
 bgt_connector_set_down(const char *dir, bool down)
 {
-    char path[BGT_PATH_MAX];
-    bgt_path(path, sizeof(path), dir, "down");
-    if (down)
-        return bgt_write_file(path, "down\n", -1);
-    if (unlink(path) != 0 && errno != ENOENT) {
-        fprintf(stderr, "harness: unlink %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    return 0;
+    return tool_file_set(dir, "down", down ? "down\n" : NULL);
 }
 
 int
 bgt_connector_set_slow(const char *dir, int slow_ms)
 {
-    char path[BGT_PATH_MAX], text[32];
-    bgt_path(path, sizeof(path), dir, "slow_ms");
-    if (slow_ms > 0) {
-        snprintf(text, sizeof(text), "%d\n", slow_ms);
-        return bgt_write_file(path, text, -1);
-    }
-    if (unlink(path) != 0 && errno != ENOENT) {
-        fprintf(stderr, "harness: unlink %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    return 0;
+    char text[32];
+    snprintf(text, sizeof(text), "%d\n", slow_ms);
+    return tool_file_set(dir, "slow_ms", slow_ms > 0 ? text : NULL);
 }
 
 /* dir/<set>/<kid><suffix> */
@@ -1438,69 +1654,39 @@ key_path(char *out, size_t cap, const char *dir, const char *set, const char *ki
     return out;
 }
 
-/* bgt_write_file through a temporary name and rename(): the server never reads half. */
-static int
-write_file_renamed(const char *path, const char *data, long len)
-{
-    char tmp[BGT_PATH_MAX + 16];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    if (bgt_write_file(tmp, data, len) != 0)
-        return -1;
-    if (rename(tmp, path) != 0) {
-        fprintf(stderr, "harness: rename %s: %s\n", tmp, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
-}
-
 int
 bgt_connector_add_key(const char *dir, const char *set, const char *kid, const char *endorse)
 {
     char path[BGT_PATH_MAX];
     snprintf(path, sizeof(path), "%s/%s", dir, set != NULL ? set : "keys");
-    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "harness: mkdir %s: %s\n", path, strerror(errno));
+    if (make_dir(path) != 0)
         return -1;
-    }
-    key_path(path, sizeof(path), dir, set, kid, ".endorsements");
-    if (endorse != NULL) {
-        buf b = {0};
+    /* endorse NULL: no endorsements file, so no "endorsements" member */
+    buf b = {0};
+    if (endorse != NULL)
         appendf(&b, "%s", "");
-        for (const char *p = endorse; *p != '\0';) {
-            size_t n = strcspn(p, ",");
-            if (n > 0)
-                appendf(&b, "%.*s\n", (int)n, p);
-            p += n + (p[n] == ',');
-        }
-        int rc = write_file_renamed(path, b.p, (long)b.len);
-        free(b.p);
-        if (rc != 0)
-            return -1;
-    } else if (unlink(path) != 0 && errno != ENOENT) {
-        fprintf(stderr, "harness: unlink %s: %s\n", path, strerror(errno));
-        return -1;
+    for (const char *p = endorse; p != NULL && *p != '\0';) {
+        size_t n = strcspn(p, ",");
+        if (n > 0)
+            appendf(&b, "%.*s\n", (int)n, p);
+        p += n + (p[n] == ',');
     }
+    int rc =
+        file_set(key_path(path, sizeof(path), dir, set, kid, ".endorsements"), b.p, (long)b.len);
+    free(b.p);
+    if (rc != 0)
+        return -1;
     bgt_key key;
     if (bgt_key_generate_rsa(&key, kid, 2048) != 0) {
         fprintf(stderr, "harness: RSA key generation failed\n");
         return -1;
     }
     size_t len = 0;
-    char *pem = NULL;
-    BIO *bio = BIO_new(BIO_s_mem());
-    if (bio != NULL && PEM_write_bio_PrivateKey(bio, key.pkey, NULL, NULL, 0, NULL, NULL)) {
-        char *data;
-        len = (size_t)BIO_get_mem_data(bio, &data);
-        pem = malloc(len + 1);
-        if (pem != NULL)
-            memcpy(pem, data, len);
-    }
-    BIO_free(bio);
+    char *pem = bgt_pem_private_key(key.pkey, &len);
     bgt_key_free(&key);
-    int rc = pem != NULL ? write_file_renamed(key_path(path, sizeof(path), dir, set, kid, ".pem"),
-                                              pem, (long)len)
-                         : -1;
+    rc = pem != NULL ? write_file_renamed(key_path(path, sizeof(path), dir, set, kid, ".pem"), pem,
+                                          (long)len)
+                     : -1;
     free(pem);
     return rc;
 }
@@ -1569,25 +1755,6 @@ bgt_connector_mint(const char *dir, const char *kid, const char *app_id, const c
 /* ---- the slow bot ------------------------------------------------------------------------------
  */
 
-#define MAX_BOTS 8
-
-/* The bots running, by directory. */
-static struct bot_run {
-    pid_t pid; /* 0: free slot */
-    int port;
-    char dir[BGT_PATH_MAX];
-} bots[MAX_BOTS];
-
-static struct bot_run *
-bot_find(const char *dir)
-{
-    for (int i = 0; i < MAX_BOTS; i++)
-        if (bots[i].pid != 0 && strcmp(bots[i].dir, dir) == 0)
-            return &bots[i];
-    fprintf(stderr, "harness: no slow bot running in %s\n", dir);
-    return NULL;
-}
-
 char *
 bgt_bot_url(char *out, size_t cap, int port, const char *path)
 {
@@ -1595,136 +1762,22 @@ bgt_bot_url(char *out, size_t cap, int port, const char *path)
     return out;
 }
 
-/* GET or POST path on the bot at port; the body (malloc'd) on 200, else NULL. */
-static char *
-bot_call(int port, const char *method, const char *path)
-{
-    char url[BGT_PATH_MAX];
-    bgt_bot_url(url, sizeof(url), port, path);
-    bgt_http_req req = {.method = method, .url = url, .version = BGT_HTTP_1_1};
-    req.timeout_ms = 5000;
-    bgt_http_resp resp;
-    bgt_http_request(&req, &resp);
-    char *body = NULL;
-    if (resp.curl_code == CURLE_OK && resp.status == 200) {
-        body = resp.body;
-        resp.body = NULL;
-    }
-    bgt_http_resp_free(&resp);
-    return body;
-}
-
 int
 bgt_bot_start(const char *dir, int *port)
 {
-    const char *tools = getenv("BOTGATE_TOOLS_DIR");
-    if (tools == NULL || tools[0] == '\0') {
-        fprintf(stderr, "harness: BOTGATE_TOOLS_DIR is not set (ctest sets it to the tests "
-                        "build directory, where slow_bot is)\n");
-        return -1;
-    }
-    struct bot_run *b = NULL;
-    for (int i = 0; i < MAX_BOTS; i++) {
-        struct bot_run *r = &bots[i];
-        /* a slot whose process is gone (bgt_env_finish reaped it after a failed test) is free */
-        if (r->pid != 0 && kill(r->pid, 0) != 0)
-            memset(r, 0, sizeof(*r));
-        if (r->pid != 0 && strcmp(r->dir, dir) == 0) {
-            fprintf(stderr, "harness: a slow bot already runs in %s\n", dir);
-            return -1;
-        }
-        if (r->pid == 0 && b == NULL)
-            b = r;
-    }
-    if (b == NULL) {
-        fprintf(stderr, "harness: more than %d slow bots\n", MAX_BOTS);
-        return -1;
-    }
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "harness: mkdir %s: %s\n", dir, strerror(errno));
-        return -1;
-    }
-    char bin[BGT_PATH_MAX], ready[BGT_PATH_MAX], log[BGT_PATH_MAX], portarg[16];
-    snprintf(bin, sizeof(bin), "%s/slow_bot", tools);
-    bgt_path(ready, sizeof(ready), dir, "ready");
-    bgt_path(log, sizeof(log), dir, "slow_bot.log");
-    snprintf(portarg, sizeof(portarg), "%d", *port);
-    unlink(ready);
-
-    char *argv[] = {bin, "--dir", (char *)dir, "--port", portarg, NULL};
-    pid_t pid = bgt_spawn(argv, log, NULL);
-    if (pid < 0)
-        return -1;
-    int64_t deadline = bgt_mono_ms() + 20000;
-    while (bgt_mono_ms() < deadline) {
-        int status;
-        if (bgt_wait_pid(pid, 0, &status) == 0) {
-            char why[64];
-            fprintf(stderr, "harness: slow_bot in %s exited at start (%s)\n", dir,
-                    bgt_describe_status(status, why, sizeof(why)));
-            bgt_dump_file(log, 16 * 1024);
-            return -1;
-        }
-        char *text = bgt_read_file(ready, NULL);
-        int p = text != NULL ? atoi(text) : 0;
-        free(text);
-        char *stats = p > 0 ? bot_call(p, "GET", "/stats") : NULL;
-        if (stats != NULL) {
-            free(stats);
-            b->pid = pid;
-            b->port = p;
-            snprintf(b->dir, sizeof(b->dir), "%s", dir);
-            *port = p;
-            return 0;
-        }
-        bgt_sleep_ms(50);
-    }
-    fprintf(stderr, "harness: slow_bot in %s did not serve /stats within 20 s\n", dir);
-    bgt_kill_wait(pid, SIGKILL, 5000);
-    bgt_dump_file(log, 16 * 1024);
-    return -1;
+    return tool_start(&bot_kind, dir, port) != NULL ? 0 : -1;
 }
 
 int
 bgt_bot_stop(const char *dir)
 {
-    struct bot_run *b = bot_find(dir);
-    if (b == NULL)
-        return -1;
-    int status = bgt_kill_wait(b->pid, SIGTERM, 20000);
-    memset(b, 0, sizeof(*b));
-    if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        return 0;
-    char why[64], log[BGT_PATH_MAX];
-    fprintf(stderr, "harness: slow_bot in %s did not exit cleanly after SIGTERM: %s\n", dir,
-            bgt_describe_status(status, why, sizeof(why)));
-    bgt_dump_file(bgt_path(log, sizeof(log), dir, "slow_bot.log"), 64 * 1024);
-    return -1;
+    return tool_stop(&bot_kind, dir);
 }
 
 void
 bgt_bot_kill(const char *dir)
 {
-    for (int i = 0; i < MAX_BOTS; i++)
-        if (bots[i].pid != 0 && strcmp(bots[i].dir, dir) == 0) {
-            bgt_kill_wait(bots[i].pid, SIGKILL, 5000);
-            memset(&bots[i], 0, sizeof(bots[i]));
-        }
-}
-
-/* Writes dir/name through rename() (text NULL: removes the file). */
-static int
-bot_set_file(const char *dir, const char *name, const char *text)
-{
-    char path[BGT_PATH_MAX];
-    bgt_path(path, sizeof(path), dir, name);
-    if (text != NULL)
-        return write_file_renamed(path, text, -1);
-    if (unlink(path) != 0 && errno != ENOENT) {
-        fprintf(stderr, "harness: unlink %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    return 0;
+    tool_kill(&bot_kind, dir);
 }
 
 int
@@ -1732,7 +1785,7 @@ bgt_bot_set_delay(const char *dir, int ms)
 {
     char text[32];
     snprintf(text, sizeof(text), "%d\n", ms);
-    return bot_set_file(dir, "delay_ms", ms > 0 ? text : NULL);
+    return tool_file_set(dir, "delay_ms", ms > 0 ? text : NULL);
 }
 
 int
@@ -1740,13 +1793,13 @@ bgt_bot_set_delay_random(const char *dir, int min_ms, int max_ms)
 {
     char text[64];
     snprintf(text, sizeof(text), "random %d %d\n", min_ms, max_ms);
-    return bot_set_file(dir, "delay_ms", text);
+    return tool_file_set(dir, "delay_ms", text);
 }
 
 int
 bgt_bot_set_statuses(const char *dir, const char *statuses)
 {
-    return bot_set_file(dir, "statuses", statuses);
+    return tool_file_set(dir, "statuses", statuses);
 }
 
 int
@@ -1758,25 +1811,25 @@ bgt_bot_set_activity_statuses(const char *dir, const char *activity_id, const ch
         fprintf(stderr, "harness: activity id '%s' cannot name a status file\n", activity_id);
         return -1;
     }
-    return bot_set_file(dir, name, statuses);
+    return tool_file_set(dir, name, statuses);
 }
 
 int
 bgt_bot_set_retry_after(const char *dir, const char *value)
 {
-    return bot_set_file(dir, "retry_after", value);
+    return tool_file_set(dir, "retry_after", value);
 }
 
 int
 bgt_bot_set_body(const char *dir, const char *body)
 {
-    return bot_set_file(dir, "body", body);
+    return tool_file_set(dir, "body", body);
 }
 
 int
 bgt_bot_set_hang(const char *dir, bool hang)
 {
-    return bot_set_file(dir, "hang", hang ? "hang\n" : NULL);
+    return tool_file_set(dir, "hang", hang ? "hang\n" : NULL);
 }
 
 static char *
@@ -1914,8 +1967,8 @@ bgt_bot_clear_received(const char *dir)
 static json_t *
 bot_stats(const char *dir)
 {
-    struct bot_run *b = bot_find(dir);
-    char *body = b != NULL ? bot_call(b->port, "GET", "/stats") : NULL;
+    tool_run *b = tool_find(&bot_kind, dir);
+    char *body = b != NULL ? tool_call(&bot_kind, dir, b->port, "GET", "/stats") : NULL;
     json_t *doc = body != NULL ? json_loads(body, 0, NULL) : NULL;
     free(body);
     if (doc == NULL)
@@ -1949,10 +2002,11 @@ bgt_bot_in_flight(const char *dir)
 int
 bgt_bot_stats_reset(const char *dir)
 {
-    struct bot_run *b = bot_find(dir);
-    char *body = b != NULL ? bot_call(b->port, "POST", "/stats/reset") : NULL;
+    tool_run *b = tool_find(&bot_kind, dir);
+    char *body = b != NULL ? tool_call(&bot_kind, dir, b->port, "POST", "/stats/reset") : NULL;
+    bool ok = body != NULL;
     free(body);
-    return body != NULL ? 0 : -1;
+    return ok ? 0 : -1;
 }
 
 /* Arrival lines (answered: false) or "answered" end lines (answered: true) in

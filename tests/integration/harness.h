@@ -46,8 +46,17 @@ int bgt_env_init(bgt_env *env);
  * then removes the directory (unless BOTGATE_KEEP_TMP is set). */
 void bgt_env_finish(bgt_env *env, bool failed);
 
+/* The end of a test program's main: bgt_env_finish, then, when failed is not 0, exit status
+ * 1 at once (_exit): a failed assertion longjmps out of its test and strands the test's
+ * buffers, and LeakSanitizer's exit check would only bury the real failure under their
+ * report. Returns 0 (main's status) otherwise. */
+int bgt_env_exit(bgt_env *env, int failed);
+
 /* out = dir "/" name. Returns out. */
 char *bgt_path(char *out, size_t cap, const char *dir, const char *name);
+/* out = dir "/" the name that fmt and its arguments print ("botgate-%s.log", name). */
+char *bgt_pathf(char *out, size_t cap, const char *dir, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Writes len bytes (len < 0: strlen) to path, mode 0600. */
 int bgt_write_file(const char *path, const char *data, long len);
@@ -60,6 +69,8 @@ void bgt_dump_file(const char *path, size_t max_bytes);
 
 /* Microseconds since the Unix epoch (the clock botgate stamps entries with). */
 int64_t bgt_wall_us(void);
+/* Seconds since the Unix epoch (what a token's exp, nbf and iat count). */
+int64_t bgt_wall_s(void);
 /* Monotonic milliseconds, for deadlines. */
 int64_t bgt_mono_ms(void);
 /* Sleeps ms milliseconds: the step of a poll loop, never a wait for an event. */
@@ -67,6 +78,10 @@ void bgt_sleep_ms(int ms);
 
 /* A TCP port that was free a moment ago on 127.0.0.1 (bind port 0, read it, close). */
 int bgt_free_port(void);
+
+/* An id no other test (nor an earlier run within botgate's de-duplication TTL) uses:
+ * prefix, then the pid, the time in µs and a counter. */
+void bgt_fresh_id(char *out, size_t cap, const char *prefix);
 
 /* ---- processes ------------------------------------------------------------------------ */
 
@@ -208,6 +223,31 @@ const char *bgt_http_header(const bgt_http_resp *resp, const char *name, char *b
 const char *bgt_http_error_code(const bgt_http_resp *resp, char *buf, size_t cap);
 
 void bgt_http_resp_free(bgt_http_resp *resp);
+
+/* out = base path ("https://127.0.0.1:8443" "/healthz"). Returns out. */
+char *bgt_url(char *out, size_t cap, const char *base, const char *path);
+
+/* Prints resp to stderr after `what`: curl's code and error, status, HTTP version, time,
+ * the header block and (at most 2000 bytes of) the body. */
+void bgt_http_resp_print(const char *what, const bgt_http_resp *resp);
+
+/* Polls GET base+path (HTTP/1.1, ca_file the trust anchor for https) every 50 ms until it
+ * answers `status` or timeout_ms passes. *last receives the last status, or -curl_code
+ * when no answer came. */
+bool bgt_poll_status(const char *base, const char *path, const char *ca_file, long status,
+                     int timeout_ms, long *last);
+
+/* ---- assertions (cmocka): these fail the running test, at the caller's line ------------- */
+
+/* resp came back with `status`; otherwise prints it and fails. */
+#define bgt_expect_status(resp, status) bgt_expect_status_at((resp), (status), __FILE__, __LINE__)
+/* ...and its body is botgate's JSON error with `code` (error.c's table). */
+#define bgt_expect_error(resp, status, code)                                                       \
+    bgt_expect_error_at((resp), (status), (code), __FILE__, __LINE__)
+
+void bgt_expect_status_at(const bgt_http_resp *resp, long status, const char *file, int line);
+void bgt_expect_error_at(const bgt_http_resp *resp, long status, const char *code, const char *file,
+                         int line);
 
 /* ---- botgate ------------------------------------------------------------------------------ */
 

@@ -74,27 +74,6 @@ static int local_conn_port;
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
-static char *
-url(char *out, size_t cap, const char *b, const char *path)
-{
-    snprintf(out, cap, "%s%s", b, path);
-    return out;
-}
-
-/* Ids no other test (nor an earlier run within the de-duplication TTL) uses. */
-static void
-fresh_id(char *out, size_t cap, const char *prefix)
-{
-    static int counter;
-    snprintf(out, cap, "%s%d-%lld-%d", prefix, (int)getpid(), (long long)bgt_wall_us(), ++counter);
-}
-
-static int64_t
-now_s(void)
-{
-    return bgt_wall_us() / 1000000;
-}
-
 /*
  * A message activity with fresh id and conversation. service_url / channel_id NULL: the
  * field is left out. Values are written into the JSON as given (no escaping needed for
@@ -104,8 +83,8 @@ static char *
 activity(const char *service_url, const char *channel_id)
 {
     char id[64], conv[64], su[256] = "", ch[128] = "";
-    fresh_id(id, sizeof(id), "1:auth-");
-    fresh_id(conv, sizeof(conv), "a:auth-");
+    bgt_fresh_id(id, sizeof(id), "1:auth-");
+    bgt_fresh_id(conv, sizeof(conv), "a:auth-");
     if (service_url != NULL)
         snprintf(su, sizeof(su), "\"serviceUrl\":\"%s\",", service_url);
     if (channel_id != NULL)
@@ -142,7 +121,7 @@ static char *
 mint_in(const char *dir, const tok *t, int64_t *exp_out)
 {
     static unsigned long counter;
-    int64_t now = now_s();
+    int64_t now = bgt_wall_s();
     char extra[512];
     snprintf(extra, sizeof(extra), "\"jti\":\"auth-%d-%lu\"%s%s", (int)getpid(), ++counter,
              t->extra != NULL ? "," : "", t->extra != NULL ? t->extra : "");
@@ -181,40 +160,6 @@ valid_token(int64_t *exp_out)
     return mint(&t, exp_out);
 }
 
-static void
-print_resp(const char *what, const bgt_http_resp *r)
-{
-    fprintf(stderr, "%s: curl %d (%s), status %ld, http version %ld, %lld ms\n%s%.*s\n", what,
-            r->curl_code, r->curl_error, r->status, r->http_version, (long long)r->elapsed_ms,
-            r->headers, (int)(r->body_len > 2000 ? 2000 : r->body_len), r->body);
-}
-
-static void
-expect_status(const bgt_http_resp *r, long status)
-{
-    if (r->curl_code != CURLE_OK || r->status != status) {
-        print_resp("unexpected response", r);
-        fail_msg("expected HTTP %ld, got %ld (curl %d: %s)", status, r->status, r->curl_code,
-                 r->curl_error);
-    }
-}
-
-/* Status and JSON error code as error.c's table has them. */
-static void
-expect_error(const bgt_http_resp *r, long status, const char *code)
-{
-    expect_status(r, status);
-    char got[64];
-    if (bgt_http_error_code(r, got, sizeof(got)) == NULL) {
-        print_resp("not a JSON error body", r);
-        fail_msg("expected {\"error\":{\"code\":\"%s\",\"message\":...}}", code);
-    }
-    if (strcmp(got, code) != 0) {
-        print_resp("wrong error code", r);
-        fail_msg("expected error code %s, got %s", code, got);
-    }
-}
-
 static long long
 xlen(void)
 {
@@ -238,8 +183,8 @@ post_raw(const char *b, int version, const char *authorization, const char *extr
     if (extra != NULL)
         headers[n++] = extra;
     char u[128];
-    bgt_http_post(url(u, sizeof(u), b, "/api/messages"), version, cert, headers, body, strlen(body),
-                  resp);
+    bgt_http_post(bgt_url(u, sizeof(u), b, "/api/messages"), version, cert, headers, body,
+                  strlen(body), resp);
 }
 
 /* "Authorization: Bearer <token>", malloc'd. */
@@ -270,7 +215,7 @@ expect_refused_raw(const char *b, const char *authorization, const char *extra, 
     long long before = xlen();
     bgt_http_resp resp;
     post_raw(b, BGT_HTTP_1_1, authorization, extra, body, &resp);
-    expect_error(&resp, status, code);
+    bgt_expect_error(&resp, status, code);
     bgt_http_resp_free(&resp);
     assert_int_equal(xlen(), before);
 }
@@ -306,7 +251,7 @@ expect_stored(const char *b, int version, const char *token, int64_t exp, const 
     long long before = xlen();
     bgt_http_resp resp;
     post_token(b, version, token, extra, body, &resp);
-    expect_status(&resp, 202);
+    bgt_expect_status(&resp, 202);
     assert_int_equal(resp.body_len, 0);
     assert_int_equal(resp.http_version,
                      version == BGT_HTTP_2 ? CURL_HTTP_VERSION_2_0 : CURL_HTTP_VERSION_1_1);
@@ -347,32 +292,12 @@ expect_get(const char *b, const char *path, long status, const char *code)
 {
     char u[128];
     bgt_http_resp resp;
-    bgt_http_get(url(u, sizeof(u), b, path), BGT_HTTP_1_1, cert, &resp);
+    bgt_http_get(bgt_url(u, sizeof(u), b, path), BGT_HTTP_1_1, cert, &resp);
     if (code != NULL)
-        expect_error(&resp, status, code);
+        bgt_expect_error(&resp, status, code);
     else
-        expect_status(&resp, status);
+        bgt_expect_status(&resp, status);
     bgt_http_resp_free(&resp);
-}
-
-/* Polls GET b+path until it answers `status` or timeout_ms passes. */
-static bool
-poll_status(const char *b, const char *path, long status, int timeout_ms, long *last)
-{
-    char u[128];
-    url(u, sizeof(u), b, path);
-    int64_t deadline = bgt_mono_ms() + timeout_ms;
-    for (;;) {
-        bgt_http_resp resp;
-        bgt_http_get(u, BGT_HTTP_1_1, cert, &resp);
-        *last = resp.curl_code == CURLE_OK ? resp.status : -resp.curl_code;
-        bgt_http_resp_free(&resp);
-        if (*last == status)
-            return true;
-        if (bgt_mono_ms() >= deadline)
-            return false;
-        bgt_sleep_ms(50);
-    }
 }
 
 /* Polls GET b+path until it answers `status` with the JSON error `code`. */
@@ -380,7 +305,7 @@ static void
 poll_error(const char *b, const char *path, long status, const char *code, int timeout_ms)
 {
     char u[128], got[64] = "";
-    url(u, sizeof(u), b, path);
+    bgt_url(u, sizeof(u), b, path);
     int64_t deadline = bgt_mono_ms() + timeout_ms;
     for (;;) {
         bgt_http_resp resp;
@@ -388,7 +313,7 @@ poll_error(const char *b, const char *path, long status, const char *code, int t
         bool match = resp.curl_code == CURLE_OK && resp.status == status &&
                      bgt_http_error_code(&resp, got, sizeof(got)) != NULL && strcmp(got, code) == 0;
         if (!match && bgt_mono_ms() >= deadline) {
-            print_resp("still not the expected answer", &resp);
+            bgt_http_resp_print("still not the expected answer", &resp);
             bgt_http_resp_free(&resp);
             fail_msg("GET %s: no %ld %s within %d ms", path, status, code, timeout_ms);
         }
@@ -403,7 +328,7 @@ static void
 wait_ready(const char *b, int timeout_ms)
 {
     long last;
-    if (!poll_status(b, "/readyz", 200, timeout_ms, &last))
+    if (!bgt_poll_status(b, "/readyz", cert, 200, timeout_ms, &last))
         fail_msg("/readyz answers %ld, not 200, after %d ms", last, timeout_ms);
 }
 
@@ -422,9 +347,8 @@ static int
 start_gate(bgt_botgate *g, char *b, size_t cap, const char *name, const char *dir, int port,
            const char *more_auth, const char *policy)
 {
-    char state_dir[BGT_PATH_MAX], health[128], sub[64];
-    snprintf(sub, sizeof(sub), "state-%s", name);
-    bgt_path(state_dir, sizeof(state_dir), env.dir, sub);
+    char state_dir[BGT_PATH_MAX], health[128];
+    bgt_pathf(state_dir, sizeof(state_dir), env.dir, "state-%s", name);
     mkdir(state_dir, 0700);
     char *auth = bgt_connector_auth_yaml(dir, port, APP_ID, more_auth);
     size_t n = strlen(auth) + (policy != NULL ? strlen(policy) : 0) + 1;
@@ -439,8 +363,8 @@ start_gate(bgt_botgate *g, char *b, size_t cap, const char *name, const char *di
                           .extra = extra};
     snprintf(b, cap, "https://127.0.0.1:%d", c.tls_port);
     char *yaml = bgt_config_yaml(&c);
-    int rc =
-        bgt_botgate_start(g, env.dir, name, yaml, url(health, sizeof(health), b, "/healthz"), cert);
+    int rc = bgt_botgate_start(g, env.dir, name, yaml,
+                               bgt_url(health, sizeof(health), b, "/healthz"), cert);
     free(yaml);
     free(extra);
     return rc;
@@ -460,9 +384,7 @@ start_local(const char *name, const char *more_auth, const char *policy)
 static void
 start_local_connector(const char *name)
 {
-    char sub[64];
-    snprintf(sub, sizeof(sub), "connector-%s", name);
-    bgt_path(local_conn_dir, sizeof(local_conn_dir), env.dir, sub);
+    bgt_pathf(local_conn_dir, sizeof(local_conn_dir), env.dir, "connector-%s", name);
     local_conn_port = 0;
     assert_int_equal(bgt_connector_start(local_conn_dir, &local_conn_port), 0);
 }
@@ -509,7 +431,7 @@ group_setup(void **state)
     if (start_gate(&gate, base, sizeof(base), "main", conn_dir, conn_port, NULL, NULL) != 0)
         return -1;
     long last;
-    if (!poll_status(base, "/readyz", 200, 15000, &last)) {
+    if (!bgt_poll_status(base, "/readyz", cert, 200, 15000, &last)) {
         fprintf(stderr, "/readyz answers %ld: the keys were not fetched\n", last);
         bgt_dump_file(gate.log, 16 * 1024);
         return -1;
@@ -535,10 +457,10 @@ test_ready_with_keys(void **state)
     (void)state;
     char u[128];
     bgt_http_resp resp;
-    bgt_http_get(url(u, sizeof(u), base, "/readyz"), BGT_HTTP_1_1, cert, &resp);
-    expect_status(&resp, 200);
+    bgt_http_get(bgt_url(u, sizeof(u), base, "/readyz"), BGT_HTTP_1_1, cert, &resp);
+    bgt_expect_status(&resp, 200);
     if (strstr(resp.body, "\"authentication\":\"on\"") == NULL) {
-        print_resp("/readyz", &resp);
+        bgt_http_resp_print("/readyz", &resp);
         fail_msg("/readyz does not say authentication is on");
     }
     bgt_http_resp_free(&resp);
@@ -570,7 +492,7 @@ test_ping_without_token(void **state)
     long long before = xlen();
     bgt_http_resp resp;
     post_raw(base, BGT_HTTP_1_1, NULL, NULL, "{\"type\":\"ping\"}", &resp);
-    expect_status(&resp, 200);
+    bgt_expect_status(&resp, 200);
     bgt_http_resp_free(&resp);
     assert_int_equal(xlen(), before);
     char *body = activity(SERVICE_URL, "msteams");
@@ -712,7 +634,7 @@ test_token_times(void **state)
     int64_t exp;
     tok in_skew = {.exp_in = -(SKEW_S - 100), .nbf_in = -(SKEW_S + 1000)};
     token = mint(&in_skew, &exp);
-    assert_true(exp < now_s());
+    assert_true(exp < bgt_wall_s());
     expect_accepted(base, token, exp);
     free(token);
 
@@ -903,7 +825,7 @@ test_key_rotation(void **state)
     fprintf(stderr, "the rotated-out key's cached token: status %ld %.*s\n", resp.status,
             (int)resp.body_len, resp.body);
     assert_int_not_equal(resp.status, 202);
-    expect_error(&resp, 401, "unknown_kid");
+    bgt_expect_error(&resp, 401, "unknown_kid");
     bgt_http_resp_free(&resp);
     free(body);
     assert_int_equal(xlen(), before);
@@ -970,7 +892,7 @@ test_single_flight(void **state)
         if (calls[i].resp.curl_code == CURLE_OK && calls[i].resp.status == 202)
             accepted++;
         else
-            print_resp("single flight", &calls[i].resp);
+            bgt_http_resp_print("single flight", &calls[i].resp);
         bgt_http_resp_free(&calls[i].resp);
         free(calls[i].token);
         free(calls[i].body);
@@ -1209,12 +1131,5 @@ main(void)
     if (conn_dir[0] != '\0')
         bgt_connector_kill(conn_dir);
     bgt_redis_stop(&redis);
-    bgt_env_finish(&env, failed != 0);
-    if (failed != 0) {
-        /* A failed assertion longjmps out of its test and strands the test's buffers: skip
-         * LeakSanitizer's exit check, whose report would only bury the real failure. */
-        fflush(NULL);
-        _exit(1);
-    }
-    return 0;
+    return bgt_env_exit(&env, failed);
 }

@@ -83,12 +83,6 @@ fresh_tag(char *out, size_t cap, const char *prefix)
              ++counter);
 }
 
-static int64_t
-now_s(void)
-{
-    return bgt_wall_us() / 1000000;
-}
-
 /*
  * An activity as the Connector POSTs it. name and delivery_mode NULL: left out. The values
  * need no JSON escaping. malloc'd.
@@ -112,35 +106,6 @@ activity(const char *type, const char *id, const char *conv, const char *name,
     assert_non_null(out);
     snprintf(out, (size_t)n + 1, fmt, type, id, namefield, modefield, SERVICE_URL, conv);
     return out;
-}
-
-static void
-print_resp(const char *what, const bgt_http_resp *r)
-{
-    fprintf(stderr, "%s: curl %d (%s), status %ld, %lld ms\n%s%.*s\n", what, r->curl_code,
-            r->curl_error, r->status, (long long)r->elapsed_ms, r->headers ? r->headers : "",
-            (int)(r->body_len > 2000 ? 2000 : r->body_len), r->body ? r->body : "");
-}
-
-static void
-expect_status(const bgt_http_resp *r, long status)
-{
-    if (r->curl_code != CURLE_OK || r->status != status) {
-        print_resp("unexpected response", r);
-        fail_msg("expected HTTP %ld, got %ld (curl %d: %s)", status, r->status, r->curl_code,
-                 r->curl_error);
-    }
-}
-
-static void
-expect_error(const bgt_http_resp *r, long status, const char *code)
-{
-    expect_status(r, status);
-    char got[64];
-    if (bgt_http_error_code(r, got, sizeof(got)) == NULL || strcmp(got, code) != 0) {
-        print_resp("not the expected JSON error", r);
-        fail_msg("expected {\"error\":{\"code\":\"%s\",...}}", code);
-    }
 }
 
 /* POSTs body to b/api/messages (token NULL: no Authorization), timeout generous. */
@@ -172,7 +137,7 @@ post_message(const char *b, const char *token, const char *id, const char *conv)
     bgt_http_resp resp;
     post(b, token, body, &resp);
     free(body);
-    expect_status(&resp, 202);
+    bgt_expect_status(&resp, 202);
     int64_t ms = resp.elapsed_ms;
     bgt_http_resp_free(&resp);
     return ms;
@@ -378,9 +343,7 @@ wait_stream_id(const char *activity_id, char *out, size_t cap, int timeout_ms)
 static void
 start_bot(const char *name)
 {
-    char sub[64];
-    snprintf(sub, sizeof(sub), "bot-%s", name);
-    bgt_path(bot_dir, sizeof(bot_dir), env.dir, sub);
+    bgt_pathf(bot_dir, sizeof(bot_dir), env.dir, "bot-%s", name);
     bot_port = 0;
     assert_int_equal(bgt_bot_start(bot_dir, &bot_port), 0);
 }
@@ -483,9 +446,8 @@ typedef struct gate_opts {
 static void
 start_gate(bgt_botgate *g, char *b, size_t cap, const char *name, const gate_opts *o)
 {
-    char state_dir[BGT_PATH_MAX], sub[64], health[128], bot_url[128], suffix[64];
-    snprintf(sub, sizeof(sub), "state-%s", name);
-    bgt_path(state_dir, sizeof(state_dir), env.dir, sub);
+    char state_dir[BGT_PATH_MAX], health[128], bot_url[128], suffix[64];
+    bgt_pathf(state_dir, sizeof(state_dir), env.dir, "state-%s", name);
     mkdir(state_dir, 0700);
     if (o->suffix != NULL)
         snprintf(suffix, sizeof(suffix), "%s", o->suffix);
@@ -592,7 +554,7 @@ test_slow_bot(void **state)
     bgt_http_resp resp;
     post(base, NULL, body, &resp);
     free(body);
-    expect_status(&resp, 202);
+    bgt_expect_status(&resp, 202);
     /* "at once": far below the bot's 5 s (the 202 waits for Redis only) */
     if (resp.elapsed_ms >= 2000)
         fail_msg("the 202 took %lld ms: ingress waited for the bot?", (long long)resp.elapsed_ms);
@@ -1084,7 +1046,7 @@ test_dead_letters(void **state)
     assert_int_equal(dexp.fields, 7);
     assert_string_equal(dexp.reason, "token_expired_in_queue");
     assert_int_equal(dexp.attempts, 0);
-    assert_true(dexp.token_exp > 0 && dexp.token_exp < now_s());
+    assert_true(dexp.token_exp > 0 && dexp.token_exp < bgt_wall_s());
     assert_int_equal(bot_count(idexp), 0); /* never delivered */
 
     /* the good one reached the bot with the token (a legacy bot checks it) */
@@ -1335,7 +1297,7 @@ invoke(const char *name, const char *mode, const char *id, bgt_http_resp *resp)
 static void
 expect_deadline(const bgt_http_resp *r, int deadline_ms)
 {
-    expect_error(r, 504, "bot_timeout");
+    bgt_expect_error(r, 504, "bot_timeout");
     fprintf(stderr, "sync: fallback after %lld ms (deadline %d ms)\n", (long long)r->elapsed_ms,
             deadline_ms);
     if (r->elapsed_ms < deadline_ms - EARLY_SLACK_MS || r->elapsed_ms > deadline_ms + LATE_SLACK_MS)
@@ -1367,7 +1329,7 @@ test_sync(void **state)
     assert_int_equal(bgt_bot_set_body(bot_dir, bot_body), 0);
     snprintf(id, sizeof(id), "%s.fetch", tag);
     invoke("task/fetch", NULL, id, &resp);
-    expect_status(&resp, 200);
+    bgt_expect_status(&resp, 200);
     assert_int_equal(resp.body_len, strlen(bot_body));
     assert_memory_equal(resp.body, bot_body, resp.body_len);
     assert_non_null(bgt_http_header(&resp, "Content-Type", ct, sizeof(ct)));
@@ -1387,7 +1349,7 @@ test_sync(void **state)
     snprintf(id, sizeof(id), "%s.refused", tag);
     assert_int_equal(bgt_bot_set_activity_statuses(bot_dir, id, "500\n"), 0);
     invoke("task/submit", NULL, id, &resp);
-    expect_status(&resp, 500);
+    bgt_expect_status(&resp, 500);
     assert_int_equal(resp.body_len, strlen(bot_body));
     bgt_http_resp_free(&resp);
 
@@ -1396,7 +1358,7 @@ test_sync(void **state)
     assert_int_equal(bgt_bot_set_body(bot_dir, replies), 0);
     snprintf(id, sizeof(id), "%s.replies", tag);
     invoke(NULL, "expectReplies", id, &resp);
-    expect_status(&resp, 200);
+    bgt_expect_status(&resp, 200);
     assert_int_equal(resp.body_len, strlen(replies));
     assert_memory_equal(resp.body, replies, resp.body_len);
     bgt_http_resp_free(&resp);
@@ -1424,7 +1386,7 @@ test_sync(void **state)
     assert_int_equal(bgt_bot_stop(record_dir), 0);
     snprintf(id, sizeof(id), "%s.down", tag);
     invoke("task/fetch", NULL, id, &resp);
-    expect_error(&resp, 502, "bot_unavailable");
+    bgt_expect_error(&resp, 502, "bot_unavailable");
     bgt_http_resp_free(&resp);
 
     /* none of them was ever stored */
@@ -1549,12 +1511,5 @@ main(void)
     if (bgt_redis_start(&redis, env.dir, "main", NULL) == 0)
         failed = cmocka_run_group_tests_name("delivery", tests, NULL, NULL);
     bgt_redis_stop(&redis);
-    bgt_env_finish(&env, failed != 0);
-    if (failed != 0) {
-        /* A failed assertion longjmps out of its test and strands the test's buffers: skip
-         * LeakSanitizer's exit check, whose report would only bury the real failure. */
-        fflush(NULL);
-        _exit(1);
-    }
-    return 0;
+    return bgt_env_exit(&env, failed);
 }

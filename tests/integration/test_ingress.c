@@ -57,56 +57,6 @@ static const char *const good_headers[] = {"Content-Type: application/json", NUL
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
-static char *
-url(char *out, size_t cap, const char *base, const char *path)
-{
-    snprintf(out, cap, "%s%s", base, path);
-    return out;
-}
-
-/* Ids no other test (nor an earlier run within the de-duplication TTL) uses. */
-static void
-fresh_id(char *out, size_t cap, const char *prefix)
-{
-    static int counter;
-    snprintf(out, cap, "%s%d-%lld-%d", prefix, (int)getpid(), (long long)bgt_wall_us(), ++counter);
-}
-
-static void
-print_resp(const char *what, const bgt_http_resp *r)
-{
-    fprintf(stderr, "%s: curl %d (%s), status %ld, http version %ld, %lld ms\n%s%.*s\n", what,
-            r->curl_code, r->curl_error, r->status, r->http_version, (long long)r->elapsed_ms,
-            r->headers, (int)(r->body_len > 2000 ? 2000 : r->body_len), r->body);
-}
-
-/* Fails the test, showing the whole response, unless it came back with `status`. */
-static void
-expect_status(const bgt_http_resp *r, long status)
-{
-    if (r->curl_code != CURLE_OK || r->status != status) {
-        print_resp("unexpected response", r);
-        fail_msg("expected HTTP %ld, got %ld (curl %d: %s)", status, r->status, r->curl_code,
-                 r->curl_error);
-    }
-}
-
-/* Status and JSON error code as error.c's table has them. */
-static void
-expect_error(const bgt_http_resp *r, long status, const char *code)
-{
-    expect_status(r, status);
-    char got[64];
-    if (bgt_http_error_code(r, got, sizeof(got)) == NULL) {
-        print_resp("not a JSON error body", r);
-        fail_msg("expected {\"error\":{\"code\":\"%s\",\"message\":...}}", code);
-    }
-    if (strcmp(got, code) != 0) {
-        print_resp("wrong error code", r);
-        fail_msg("expected error code %s, got %s", code, got);
-    }
-}
-
 static long long
 xlen(bgt_redis *r)
 {
@@ -120,7 +70,7 @@ post(const char *base, int version, const char *const *headers, const char *body
      bgt_http_resp *resp)
 {
     char u[128];
-    return bgt_http_post(url(u, sizeof(u), base, "/api/messages"), version, cert, headers, body,
+    return bgt_http_post(bgt_url(u, sizeof(u), base, "/api/messages"), version, cert, headers, body,
                          len, resp);
 }
 
@@ -132,7 +82,7 @@ expect_refused(const char *const *headers, const char *body, size_t len, long st
     long long before = xlen(&redis);
     bgt_http_resp resp;
     post(https_base, BGT_HTTP_1_1, headers, body, len, &resp);
-    expect_error(&resp, status, code);
+    bgt_expect_error(&resp, status, code);
     bgt_http_resp_free(&resp);
     assert_int_equal(xlen(&redis), before);
 }
@@ -165,8 +115,8 @@ static void
 assert_accepted_and_stored(const char *base, int version, const char *content_type)
 {
     char id[64], conv[64], ct[128];
-    fresh_id(id, sizeof(id), "1:");
-    fresh_id(conv, sizeof(conv), "a:conv-");
+    bgt_fresh_id(id, sizeof(id), "1:");
+    bgt_fresh_id(conv, sizeof(conv), "a:conv-");
     snprintf(ct, sizeof(ct), "Content-Type: %s", content_type);
     const char *headers[] = {ct, "MS-CV: abc.1", "X-Ms-Tenant-Id: t-1", "Cookie: secret=1", NULL};
     char *body = bgt_teams_message(id, conv, SERVICE_URL, 1024);
@@ -177,7 +127,7 @@ assert_accepted_and_stored(const char *base, int version, const char *content_ty
     bgt_http_resp resp;
     post(base, version, headers, body, len, &resp);
     int64_t t1 = bgt_wall_us();
-    expect_status(&resp, 202);
+    bgt_expect_status(&resp, 202);
     assert_int_equal(resp.body_len, 0);
     assert_int_equal(resp.http_version,
                      version == BGT_HTTP_2 ? CURL_HTTP_VERSION_2_0 : CURL_HTTP_VERSION_1_1);
@@ -220,26 +170,6 @@ assert_accepted_and_stored(const char *base, int version, const char *content_ty
     free(body);
 }
 
-/* Polls GET base+path until it answers `status` or timeout_ms passes. */
-static bool
-poll_status(const char *base, const char *path, long status, int timeout_ms, long *last)
-{
-    char u[128];
-    url(u, sizeof(u), base, path);
-    int64_t deadline = bgt_mono_ms() + timeout_ms;
-    for (;;) {
-        bgt_http_resp resp;
-        bgt_http_get(u, BGT_HTTP_1_1, cert, &resp);
-        *last = resp.curl_code == CURLE_OK ? resp.status : -resp.curl_code;
-        bgt_http_resp_free(&resp);
-        if (*last == status)
-            return true;
-        if (bgt_mono_ms() >= deadline)
-            return false;
-        bgt_sleep_ms(50);
-    }
-}
-
 /*
  * POSTs body until it gets 202 or timeout_ms passes. Anything but a 503 on the way is a
  * failure: a recovering botgate may refuse, never acknowledge wrongly or answer garbage.
@@ -256,7 +186,7 @@ post_until_accepted(const char *base, const char *body, int timeout_ms)
             return;
         }
         if (resp.curl_code != CURLE_OK || resp.status != 503 || bgt_mono_ms() >= deadline) {
-            print_resp("while waiting for 202", &resp);
+            bgt_http_resp_print("while waiting for 202", &resp);
             bgt_http_resp_free(&resp);
             fail_msg("no 202 within %d ms", timeout_ms);
         }
@@ -290,7 +220,7 @@ group_setup(void **state)
                           .extra = "policy:\n  body_max_bytes: 4096\n"};
     char *yaml = bgt_config_yaml(&c);
     int rc = bgt_botgate_start(&gate, env.dir, "main", yaml,
-                               url(health, sizeof(health), https_base, "/healthz"), cert);
+                               bgt_url(health, sizeof(health), https_base, "/healthz"), cert);
     free(yaml);
     return rc;
 }
@@ -318,17 +248,17 @@ test_probes(void **state)
     for (int i = 0; i < 2; i++) {
         char u[128];
         bgt_http_resp resp;
-        bgt_http_get(url(u, sizeof(u), bases[i], "/healthz"), BGT_HTTP_1_1, cert, &resp);
-        expect_status(&resp, 200);
+        bgt_http_get(bgt_url(u, sizeof(u), bases[i], "/healthz"), BGT_HTTP_1_1, cert, &resp);
+        bgt_expect_status(&resp, 200);
         bgt_http_resp_free(&resp);
-        bgt_http_get(url(u, sizeof(u), bases[i], "/readyz"), BGT_HTTP_1_1, cert, &resp);
-        expect_status(&resp, 200);
+        bgt_http_get(bgt_url(u, sizeof(u), bases[i], "/readyz"), BGT_HTTP_1_1, cert, &resp);
+        bgt_expect_status(&resp, 200);
         bgt_http_resp_free(&resp);
     }
     char u[128];
     bgt_http_resp resp;
-    bgt_http_get(url(u, sizeof(u), https_base, "/healthz"), BGT_HTTP_2, cert, &resp);
-    expect_status(&resp, 200);
+    bgt_http_get(bgt_url(u, sizeof(u), https_base, "/healthz"), BGT_HTTP_2, cert, &resp);
+    bgt_expect_status(&resp, 200);
     assert_int_equal(resp.http_version, CURL_HTTP_VERSION_2_0);
     bgt_http_resp_free(&resp);
 }
@@ -434,7 +364,7 @@ test_body_too_large_http1(void **state)
 {
     (void)state;
     char id[64];
-    fresh_id(id, sizeof(id), "1:big-");
+    bgt_fresh_id(id, sizeof(id), "1:big-");
     char *body = bgt_teams_message(id, "a:big", SERVICE_URL, 5000);
     assert_true(strlen(body) >= 5000);
     expect_refused(good_headers, body, strlen(body), 413, "body_too_large");
@@ -449,7 +379,7 @@ test_body_too_large_http2(void **state)
 {
     (void)state;
     char id[64];
-    fresh_id(id, sizeof(id), "1:big2-");
+    bgt_fresh_id(id, sizeof(id), "1:big2-");
     char *body = bgt_teams_message(id, "a:big", SERVICE_URL, 5000);
     long long before = xlen(&redis);
     bgt_http_resp resp;
@@ -458,7 +388,7 @@ test_body_too_large_http2(void **state)
             resp.curl_error, resp.status, resp.http_version);
     if (resp.curl_code == CURLE_OK) {
         assert_int_equal(resp.http_version, CURL_HTTP_VERSION_2_0);
-        expect_error(&resp, 413, "body_too_large");
+        bgt_expect_error(&resp, 413, "body_too_large");
     } else {
         assert_int_not_equal(resp.curl_code, CURLE_OPERATION_TIMEDOUT);
     }
@@ -474,11 +404,11 @@ test_body_too_large_chunked(void **state)
 {
     (void)state;
     char id[64], u[128];
-    fresh_id(id, sizeof(id), "1:chunked-");
+    bgt_fresh_id(id, sizeof(id), "1:chunked-");
     char *body = bgt_teams_message(id, "a:big", SERVICE_URL, 5000);
     long long before = xlen(&redis);
     bgt_http_req req = {.method = "POST",
-                        .url = url(u, sizeof(u), https_base, "/api/messages"),
+                        .url = bgt_url(u, sizeof(u), https_base, "/api/messages"),
                         .headers = good_headers,
                         .body = body,
                         .body_len = strlen(body),
@@ -490,7 +420,7 @@ test_body_too_large_chunked(void **state)
     fprintf(stderr, "chunked over the limit: curl %d (%s), status %ld\n", resp.curl_code,
             resp.curl_error, resp.status);
     if (resp.curl_code == CURLE_OK)
-        expect_error(&resp, 413, "body_too_large");
+        bgt_expect_error(&resp, 413, "body_too_large");
     else
         assert_int_not_equal(resp.curl_code, CURLE_OPERATION_TIMEDOUT);
     bgt_http_resp_free(&resp);
@@ -499,12 +429,12 @@ test_body_too_large_chunked(void **state)
 
     /* A chunked body under the limit is accepted: the refusal above was about size. */
     char id2[64];
-    fresh_id(id2, sizeof(id2), "1:chunked-ok-");
+    bgt_fresh_id(id2, sizeof(id2), "1:chunked-ok-");
     char *small = bgt_teams_message(id2, "a:chunked", SERVICE_URL, 1024);
     req.body = small;
     req.body_len = strlen(small);
     bgt_http_request(&req, &resp);
-    expect_status(&resp, 202);
+    bgt_expect_status(&resp, 202);
     bgt_http_resp_free(&resp);
     assert_int_equal(count_activity(&redis, id2), 1);
     free(small);
@@ -516,7 +446,7 @@ post_expect_202_at(const char *base, const char *body)
 {
     bgt_http_resp resp;
     post(base, BGT_HTTP_1_1, good_headers, body, strlen(body), &resp);
-    expect_status(&resp, 202);
+    bgt_expect_status(&resp, 202);
     bgt_http_resp_free(&resp);
 }
 
@@ -532,8 +462,8 @@ test_duplicate_stored_once(void **state)
 {
     (void)state;
     char id[64], conv[64];
-    fresh_id(id, sizeof(id), "1:dup-");
-    fresh_id(conv, sizeof(conv), "a:dup-");
+    bgt_fresh_id(id, sizeof(id), "1:dup-");
+    bgt_fresh_id(conv, sizeof(conv), "a:dup-");
     char *body = bgt_teams_message(id, conv, SERVICE_URL, 1024);
     long long before = xlen(&redis);
     post_expect_202(body);
@@ -549,9 +479,9 @@ test_same_id_other_conversation(void **state)
 {
     (void)state;
     char id[64], conv1[64], conv2[64];
-    fresh_id(id, sizeof(id), "1:same-");
-    fresh_id(conv1, sizeof(conv1), "a:one-");
-    fresh_id(conv2, sizeof(conv2), "a:two-");
+    bgt_fresh_id(id, sizeof(id), "1:same-");
+    bgt_fresh_id(conv1, sizeof(conv1), "a:one-");
+    bgt_fresh_id(conv2, sizeof(conv2), "a:two-");
     char *b1 = bgt_teams_message(id, conv1, SERVICE_URL, 1024);
     char *b2 = bgt_teams_message(id, conv2, SERVICE_URL, 1024);
     long long before = xlen(&redis);
@@ -569,7 +499,7 @@ test_no_id_always_stored(void **state)
 {
     (void)state;
     char conv[64];
-    fresh_id(conv, sizeof(conv), "a:noid-");
+    bgt_fresh_id(conv, sizeof(conv), "a:noid-");
     char *body = bgt_teams_message(NULL, conv, SERVICE_URL, 1024);
     long long before = xlen(&redis);
     post_expect_202(body);
@@ -586,19 +516,19 @@ test_routes(void **state)
     char u[128];
     long long before = xlen(&redis);
     bgt_http_resp resp;
-    bgt_http_get(url(u, sizeof(u), https_base, "/no/such/route"), BGT_HTTP_1_1, cert, &resp);
-    expect_status(&resp, 404);
+    bgt_http_get(bgt_url(u, sizeof(u), https_base, "/no/such/route"), BGT_HTTP_1_1, cert, &resp);
+    bgt_expect_status(&resp, 404);
     bgt_http_resp_free(&resp);
     const char *body = "{\"type\":\"message\",\"id\":\"1:route\"}";
-    bgt_http_post(url(u, sizeof(u), https_base, "/api/other"), BGT_HTTP_1_1, cert, good_headers,
+    bgt_http_post(bgt_url(u, sizeof(u), https_base, "/api/other"), BGT_HTTP_1_1, cert, good_headers,
                   body, strlen(body), &resp);
-    expect_status(&resp, 404);
+    bgt_expect_status(&resp, 404);
     bgt_http_resp_free(&resp);
-    bgt_http_get(url(u, sizeof(u), https_base, "/api/messages"), BGT_HTTP_1_1, cert, &resp);
-    expect_status(&resp, 405);
+    bgt_http_get(bgt_url(u, sizeof(u), https_base, "/api/messages"), BGT_HTTP_1_1, cert, &resp);
+    bgt_expect_status(&resp, 405);
     bgt_http_resp_free(&resp);
-    bgt_http_get(url(u, sizeof(u), https_base, "/api/messages"), BGT_HTTP_2, cert, &resp);
-    expect_status(&resp, 405);
+    bgt_http_get(bgt_url(u, sizeof(u), https_base, "/api/messages"), BGT_HTTP_2, cert, &resp);
+    bgt_expect_status(&resp, 405);
     bgt_http_resp_free(&resp);
     assert_int_equal(xlen(&redis), before);
 }
@@ -624,19 +554,19 @@ test_redis_down_and_back(void **state)
 {
     (void)state;
     char id[64], conv[64], u[128];
-    fresh_id(id, sizeof(id), "1:down-");
-    fresh_id(conv, sizeof(conv), "a:down-");
+    bgt_fresh_id(id, sizeof(id), "1:down-");
+    bgt_fresh_id(conv, sizeof(conv), "a:down-");
     char *body = bgt_teams_message(id, conv, SERVICE_URL, 1024);
 
     assert_int_equal(bgt_redis_stop(&redis), 0);
 
     bgt_http_resp resp;
     post(https_base, BGT_HTTP_1_1, good_headers, body, strlen(body), &resp);
-    expect_status(&resp, 503);
+    bgt_expect_status(&resp, 503);
     char code[64];
     if (bgt_http_error_code(&resp, code, sizeof(code)) == NULL ||
         (strcmp(code, "queue_unavailable") != 0 && strcmp(code, "queue_timeout") != 0)) {
-        print_resp("Redis down", &resp);
+        bgt_http_resp_print("Redis down", &resp);
         fail_msg("expected queue_unavailable or queue_timeout");
     }
     fprintf(stderr, "POST with Redis down: %s after %lld ms\n", code, (long long)resp.elapsed_ms);
@@ -644,10 +574,10 @@ test_redis_down_and_back(void **state)
     bgt_http_resp_free(&resp);
 
     long last;
-    if (!poll_status(https_base, "/readyz", 503, 5000, &last))
+    if (!bgt_poll_status(https_base, "/readyz", cert, 503, 5000, &last))
         fail_msg("/readyz answers %ld, not 503, with Redis down", last);
-    bgt_http_get(url(u, sizeof(u), https_base, "/healthz"), BGT_HTTP_1_1, cert, &resp);
-    expect_status(&resp, 200);
+    bgt_http_get(bgt_url(u, sizeof(u), https_base, "/healthz"), BGT_HTTP_1_1, cert, &resp);
+    bgt_expect_status(&resp, 200);
     bgt_http_resp_free(&resp);
 
     assert_int_equal(bgt_redis_restart(&redis), 0);
@@ -655,7 +585,7 @@ test_redis_down_and_back(void **state)
     /* SHUTDOWN NOSAVE emptied Redis: the stream holds exactly what was acknowledged since. */
     assert_int_equal(xlen(&redis), 1);
     assert_int_equal(count_activity(&redis, id), 1);
-    if (!poll_status(https_base, "/readyz", 200, 10000, &last))
+    if (!bgt_poll_status(https_base, "/readyz", cert, 200, 10000, &last))
         fail_msg("/readyz answers %ld, not 200, after Redis came back", last);
     free(body);
 }
@@ -691,7 +621,7 @@ start_local_gate(const char *name, bgt_botgate_conf *c, char *base, size_t cap)
     char health[128];
     char *yaml = bgt_config_yaml(c);
     int rc = bgt_botgate_start(&local_gate, env.dir, name, yaml,
-                               url(health, sizeof(health), base, "/healthz"), cert);
+                               bgt_url(health, sizeof(health), base, "/healthz"), cert);
     free(yaml);
     assert_int_equal(rc, 0);
 }
@@ -747,13 +677,13 @@ test_redis_stall(void **state)
     start_local_gate("stall", &c, base, sizeof(base));
 
     char id[64], conv[64];
-    fresh_id(id, sizeof(id), "1:warm-");
-    fresh_id(conv, sizeof(conv), "a:stall-");
+    bgt_fresh_id(id, sizeof(id), "1:warm-");
+    bgt_fresh_id(conv, sizeof(conv), "a:stall-");
     char *warm = bgt_teams_message(id, conv, SERVICE_URL, 1024);
     post_until_accepted(base, warm, 10000);
     free(warm);
 
-    fresh_id(id, sizeof(id), "1:stall-");
+    bgt_fresh_id(id, sizeof(id), "1:stall-");
     char *body = bgt_teams_message(id, conv, SERVICE_URL, 1024);
     sleeper s = {.sock = local_redis.sock};
     pthread_t th;
@@ -773,7 +703,7 @@ test_redis_stall(void **state)
     assert_true(s.ok);
     fprintf(stderr, "POST during the stall: status %ld after %lld ms\n", resp.status,
             (long long)resp.elapsed_ms);
-    expect_error(&resp, 503, "queue_timeout");
+    bgt_expect_error(&resp, 503, "queue_timeout");
     assert_in_range(resp.elapsed_ms, 0, 1500);
     bgt_http_resp_free(&resp);
 
@@ -794,10 +724,10 @@ test_no_durability_warning_with_aof(void **state)
     bgt_botgate_conf c = {.redis_url = local_redis.url};
     start_local_gate("aof", &c, base, sizeof(base));
     long last;
-    if (!poll_status(base, "/readyz", 200, 10000, &last))
+    if (!bgt_poll_status(base, "/readyz", cert, 200, 10000, &last))
         fail_msg("/readyz answers %ld", last);
-    fresh_id(id, sizeof(id), "1:aof-");
-    fresh_id(conv, sizeof(conv), "a:aof-");
+    bgt_fresh_id(id, sizeof(id), "1:aof-");
+    bgt_fresh_id(conv, sizeof(conv), "a:aof-");
     char *body = bgt_teams_message(id, conv, SERVICE_URL, 1024);
     post_until_accepted(base, body, 10000);
     free(body);
@@ -852,8 +782,8 @@ test_replica_ack(void **state)
                           .redis_timeout_ms = 2000,
                           .redis_extra = "  min_replicas_ack: 1\n"};
     start_local_gate("replica", &c, base, sizeof(base));
-    fresh_id(id, sizeof(id), "1:replica-");
-    fresh_id(conv, sizeof(conv), "a:replica-");
+    bgt_fresh_id(id, sizeof(id), "1:replica-");
+    bgt_fresh_id(conv, sizeof(conv), "a:replica-");
     char *body = bgt_teams_message(id, conv, SERVICE_URL, 1024);
     post_until_accepted(base, body, 10000);
     free(body);
@@ -862,12 +792,12 @@ test_replica_ack(void **state)
 
     assert_int_equal(bgt_redis_stop(&local_replica), 0);
     assert_true(wait_replicas(&local_redis, 0, 10000));
-    fresh_id(id, sizeof(id), "1:alone-");
+    bgt_fresh_id(id, sizeof(id), "1:alone-");
     body = bgt_teams_message(id, conv, SERVICE_URL, 1024);
     bgt_http_resp resp;
     post(base, BGT_HTTP_1_1, good_headers, body, strlen(body), &resp);
     free(body);
-    expect_error(&resp, 503, "replica_ack_missing");
+    bgt_expect_error(&resp, 503, "replica_ack_missing");
     bgt_http_resp_free(&resp);
     assert_int_equal(bgt_botgate_stop(&local_gate), 0);
 }
@@ -912,7 +842,7 @@ test_private_redis(void **state)
     bgt_botgate_conf c = {.redis_url = "", .state_dir = state_dir};
     start_local_gate("private", &c, base, sizeof(base));
     long last;
-    if (!poll_status(base, "/readyz", 200, 10000, &last))
+    if (!bgt_poll_status(base, "/readyz", cert, 200, 10000, &last))
         fail_msg("/readyz answers %ld with a private Redis", last);
 
     struct stat st;
@@ -921,8 +851,8 @@ test_private_redis(void **state)
     assert_true(bgt_count_procs_using("redis-server", state_dir) >= 1);
 
     char id[64], conv[64];
-    fresh_id(id, sizeof(id), "1:private-");
-    fresh_id(conv, sizeof(conv), "a:private-");
+    bgt_fresh_id(id, sizeof(id), "1:private-");
+    bgt_fresh_id(conv, sizeof(conv), "a:private-");
     char *body = bgt_teams_message(id, conv, SERVICE_URL, 1024);
     post_expect_202_at(base, body);
     free(body);
@@ -988,11 +918,9 @@ config_with(const char *from, const char *to, const char *redis_extra, const cha
 static void
 expect_config_refused(const char *name, char *yaml, const char *key_name)
 {
-    char file[BGT_PATH_MAX], log[BGT_PATH_MAX], fname[64];
-    snprintf(fname, sizeof(fname), "config-%s.yaml", name);
-    bgt_path(file, sizeof(file), env.dir, fname);
-    snprintf(fname, sizeof(fname), "config-%s.log", name);
-    bgt_path(log, sizeof(log), env.dir, fname);
+    char file[BGT_PATH_MAX], log[BGT_PATH_MAX];
+    bgt_pathf(file, sizeof(file), env.dir, "config-%s.yaml", name);
+    bgt_pathf(log, sizeof(log), env.dir, "config-%s.log", name);
     assert_int_equal(bgt_write_file(file, yaml, -1), 0);
     const char *args[] = {"serve", "-c", file, NULL};
     char *err = NULL;
@@ -1109,12 +1037,5 @@ main(void)
         return 1;
     int failed = cmocka_run_group_tests_name("ingress", shared, group_setup, group_teardown);
     failed += cmocka_run_group_tests_name("ingress_own_instances", own, NULL, NULL);
-    bgt_env_finish(&env, failed != 0);
-    if (failed != 0) {
-        /* A failed assertion longjmps out of its test and strands the test's buffers: skip
-         * LeakSanitizer's exit check, whose report would only bury the real failure. */
-        fflush(NULL);
-        _exit(1);
-    }
-    return 0;
+    return bgt_env_exit(&env, failed);
 }

@@ -19,13 +19,13 @@
  * is there, so that a test can present a well-signed token with a refused alg name.
  */
 #include "mint.h"
+#include "cert.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
-#include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
@@ -175,11 +175,7 @@ int
 bgt_key_load(bgt_key *key, const char *path, const char *kid)
 {
     memset(key, 0, sizeof(*key));
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    key->pkey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-    fclose(f);
+    key->pkey = bgt_pem_read_private_key(path);
     if (key->pkey == NULL)
         return -1;
     snprintf(key->kid, sizeof(key->kid), "%s", kid);
@@ -278,21 +274,7 @@ bgt_openid_json(const char *issuer, const char *jwks_uri)
 char *
 bgt_key_public_pem(const bgt_key *key, size_t *len)
 {
-    BIO *bio = BIO_new(BIO_s_mem());
-    char *out = NULL;
-    if (bio != NULL && PEM_write_bio_PUBKEY(bio, key->pkey)) {
-        char *data;
-        long n = BIO_get_mem_data(bio, &data);
-        out = malloc((size_t)n + 1);
-        if (out != NULL) {
-            memcpy(out, data, (size_t)n);
-            out[n] = '\0';
-            if (len != NULL)
-                *len = (size_t)n;
-        }
-    }
-    BIO_free(bio);
-    return out;
+    return bgt_pem_public_key(key->pkey, len);
 }
 
 /* The default header, {"alg":..,"kid":..,"typ":"JWT"} as the Connector writes it (it adds

@@ -24,39 +24,30 @@
  *   down, slow_ms                  switches a test toggles at run time
  *   ready                          written once listening: the port, then a newline
  */
+#include "cert.h"
 #include "mint.h"
+#include "tool_common.h"
 
 #include <dirent.h>
-#include <stdarg.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <h2o.h>
 #include <jansson.h>
 #include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/ssl.h>
-#include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
 #define PROG "fake_connector"
-#define PATH_CAP 512
+#define PATH_CAP TOOL_PATH_CAP
 #define MAX_KEYS 64
 #define MAX_STATS_PATHS 256
 
@@ -67,194 +58,46 @@
 #define EMU_ISSUER_V1 "https://sts.windows.net/" EMU_TENANT "/"
 #define EMU_ISSUER_V2 "https://login.microsoftonline.com/" EMU_TENANT "/v2.0"
 
+const char tool_prog[] = PROG;
+
 static const char *const default_endorsements[] = {"msteams", "webchat", "directline", "test",
                                                    NULL};
 
-/* ---- small file helpers ------------------------------------------------------------------ */
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void
-die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, PROG ": ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(1);
-}
-
-static char *
-join(char *out, const char *dir, const char *name)
-{
-    if ((size_t)snprintf(out, PATH_CAP, "%s/%s", dir, name) >= PATH_CAP)
-        die("path too long: %s/%s", dir, name);
-    return out;
-}
-
-static bool
-exists(const char *path)
-{
-    return access(path, F_OK) == 0;
-}
-
-static int
-mkdir_p(const char *path)
-{
-    if (mkdir(path, 0700) == 0 || errno == EEXIST)
-        return 0;
-    fprintf(stderr, PROG ": mkdir %s: %s\n", path, strerror(errno));
-    return -1;
-}
-
-/* Reads a whole (small) file; NULL when absent or unreadable. */
-static char *
-read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (n + 1024 + 1 > cap) {
-            cap *= 2;
-            char *p = realloc(buf, cap);
-            if (p == NULL) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = p;
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    if (len != NULL)
-        *len = n;
-    return buf;
-}
-
-/* Writes data to path through a temporary file and rename(), so that a reader (the server,
- * re-reading keys on every request) never sees half a file. */
-static int
-write_file_atomic(const char *path, const char *data, size_t len, mode_t mode)
-{
-    char tmp[PATH_CAP + 32];
-    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (fd < 0)
-        goto fail;
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            close(fd);
-            unlink(tmp);
-            goto fail;
-        }
-        off += (size_t)w;
-    }
-    if (close(fd) != 0 || rename(tmp, path) != 0) {
-        unlink(tmp);
-        goto fail;
-    }
-    return 0;
-fail:
-    fprintf(stderr, PROG ": write %s: %s\n", path, strerror(errno));
-    return -1;
-}
-
-/* PEM text of a private key or certificate, malloc'd. */
-static char *
-pem_of(EVP_PKEY *key, X509 *cert, size_t *len)
-{
-    BIO *bio = BIO_new(BIO_s_mem());
-    char *out = NULL;
-    if (bio == NULL)
-        return NULL;
-    int ok = key != NULL ? PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL)
-                         : PEM_write_bio_X509(bio, cert);
-    if (ok) {
-        char *data;
-        long n = BIO_get_mem_data(bio, &data);
-        out = malloc((size_t)n + 1);
-        if (out != NULL) {
-            memcpy(out, data, (size_t)n);
-            out[n] = '\0';
-            *len = (size_t)n;
-        }
-    }
-    BIO_free(bio);
-    return out;
-}
-
+/* Writes a private key (key) or a certificate (cert) as a PEM file, through rename(). */
 static int
 save_pem(const char *path, EVP_PKEY *key, X509 *cert)
 {
     size_t len = 0;
-    char *pem = pem_of(key, cert, &len);
-    int rc = pem != NULL ? write_file_atomic(path, pem, len, key != NULL ? 0600 : 0644) : -1;
+    char *pem = key != NULL ? bgt_pem_private_key(key, &len) : bgt_pem_cert(cert, &len);
+    int rc = pem != NULL ? tool_write_file_atomic(path, pem, len, key != NULL ? 0600 : 0644) : -1;
     free(pem);
     return rc;
 }
 
 /* ---- the CA and the serving certificate ---------------------------------------------------- */
 
-static int
-add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
-{
-    X509V3_CTX ctx;
-    X509V3_set_ctx_nodb(&ctx);
-    X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
-    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
-    if (ext == NULL)
-        return -1;
-    int ok = X509_add_ext(cert, ext, -1);
-    X509_EXTENSION_free(ext);
-    return ok ? 0 : -1;
-}
-
 /* A certificate for key, signed by issuer_key (issuer NULL: self-signed). */
 static X509 *
 make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key, bool ca)
 {
-    X509 *cert = X509_new();
-    uint64_t serial = 0;
-    if (cert == NULL || getrandom(&serial, sizeof(serial), 0) != sizeof(serial))
-        goto fail;
-    X509_set_version(cert, X509_VERSION_3);
-    ASN1_INTEGER_set_uint64(X509_get_serialNumber(cert), serial >> 1);
-    X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(cert), 365L * 86400);
-    X509_set_pubkey(cert, key);
-    X509_NAME *name = X509_get_subject_name(cert);
-    X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"botgate tests", -1,
-                               -1, 0);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
-    X509_set_issuer_name(cert, issuer != NULL ? X509_get_subject_name(issuer) : name);
+    X509 *cert = bgt_cert_new(key, "botgate tests", cn, 365);
+    if (cert == NULL)
+        return NULL;
+    X509_set_issuer_name(cert, X509_get_subject_name(issuer != NULL ? issuer : cert));
     X509 *iss = issuer != NULL ? issuer : cert;
-    if (add_ext(cert, iss, NID_subject_key_identifier, "hash") != 0 ||
-        add_ext(cert, iss, NID_authority_key_identifier, "keyid:always") != 0)
+    if (bgt_cert_add_ext(cert, iss, NID_subject_key_identifier, "hash") != 0 ||
+        bgt_cert_add_ext(cert, iss, NID_authority_key_identifier, "keyid:always") != 0)
         goto fail;
     if (ca) {
-        if (add_ext(cert, iss, NID_basic_constraints, "critical,CA:TRUE") != 0 ||
-            add_ext(cert, iss, NID_key_usage, "critical,keyCertSign,cRLSign") != 0)
+        if (bgt_cert_add_ext(cert, iss, NID_basic_constraints, "critical,CA:TRUE") != 0 ||
+            bgt_cert_add_ext(cert, iss, NID_key_usage, "critical,keyCertSign,cRLSign") != 0)
             goto fail;
     } else {
-        if (add_ext(cert, iss, NID_basic_constraints, "critical,CA:FALSE") != 0 ||
-            add_ext(cert, iss, NID_key_usage, "critical,digitalSignature") != 0 ||
-            add_ext(cert, iss, NID_ext_key_usage, "serverAuth") != 0 ||
-            add_ext(cert, iss, NID_subject_alt_name,
-                    "DNS:localhost,IP:127.0.0.1,IP:0:0:0:0:0:0:0:1") != 0)
+        if (bgt_cert_add_ext(cert, iss, NID_basic_constraints, "critical,CA:FALSE") != 0 ||
+            bgt_cert_add_ext(cert, iss, NID_key_usage, "critical,digitalSignature") != 0 ||
+            bgt_cert_add_ext(cert, iss, NID_ext_key_usage, "serverAuth") != 0 ||
+            bgt_cert_add_ext(cert, iss, NID_subject_alt_name,
+                             "DNS:localhost,IP:127.0.0.1,IP:0:0:0:0:0:0:0:1") != 0)
             goto fail;
     }
     if (X509_sign(cert, issuer_key != NULL ? issuer_key : key, EVP_sha256()) == 0)
@@ -265,45 +108,23 @@ fail:
     return NULL;
 }
 
-static EVP_PKEY *
-load_key(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return NULL;
-    EVP_PKEY *k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-    fclose(f);
-    return k;
-}
-
-static X509 *
-load_cert(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return NULL;
-    X509 *c = PEM_read_X509(f, NULL, NULL, NULL);
-    fclose(f);
-    return c;
-}
-
 /* Makes DIR/ca.pem and DIR/server.pem (and their keys) where missing. A new CA means a new
  * serving certificate too. */
 static int
 ensure_certs(const char *dir)
 {
     char ca_path[PATH_CAP], ca_key_path[PATH_CAP], srv_path[PATH_CAP], srv_key_path[PATH_CAP];
-    join(ca_path, dir, "ca.pem");
-    join(ca_key_path, dir, "ca-key.pem");
-    join(srv_path, dir, "server.pem");
-    join(srv_key_path, dir, "server-key.pem");
+    tool_join(ca_path, dir, "ca.pem");
+    tool_join(ca_key_path, dir, "ca-key.pem");
+    tool_join(srv_path, dir, "server.pem");
+    tool_join(srv_key_path, dir, "server-key.pem");
     EVP_PKEY *ca_key = NULL, *srv_key = NULL;
     X509 *ca = NULL, *srv = NULL;
     int rc = -1;
     bool new_ca = false;
-    if (exists(ca_path) && exists(ca_key_path)) {
-        ca = load_cert(ca_path);
-        ca_key = load_key(ca_key_path);
+    if (tool_exists(ca_path) && tool_exists(ca_key_path)) {
+        ca = bgt_pem_read_cert(ca_path);
+        ca_key = bgt_pem_read_private_key(ca_key_path);
         if (ca == NULL || ca_key == NULL) {
             fprintf(stderr, PROG ": cannot read %s or %s\n", ca_path, ca_key_path);
             goto out;
@@ -317,7 +138,7 @@ ensure_certs(const char *dir)
         new_ca = true;
         fprintf(stderr, PROG ": made a CA: %s\n", ca_path);
     }
-    if (new_ca || !exists(srv_path) || !exists(srv_key_path)) {
+    if (new_ca || !tool_exists(srv_path) || !tool_exists(srv_key_path)) {
         srv_key = EVP_EC_gen("P-256");
         srv = srv_key != NULL ? make_cert(srv_key, "localhost", ca, ca_key, false) : NULL;
         if (srv == NULL || save_pem(srv_key_path, srv_key, NULL) != 0 ||
@@ -390,8 +211,8 @@ load_endorsements(loaded_key *k, const char *dir)
 {
     char name[PATH_CAP], path[PATH_CAP];
     snprintf(name, sizeof(name), "%s.endorsements", k->key.kid);
-    join(path, dir, name);
-    k->lines = read_file(path, NULL);
+    tool_join(path, dir, name);
+    k->lines = tool_read_file(path, NULL, NULL);
     if (k->lines == NULL) {
         k->key.no_endorsements_field = 1;
         return;
@@ -436,7 +257,7 @@ load_keys(const char *dir, loaded_key *keys, int cap)
     for (int i = 0; i < nk; i++) {
         char name[PATH_CAP], path[PATH_CAP];
         snprintf(name, sizeof(name), "%s.pem", kids[i]);
-        join(path, dir, name);
+        tool_join(path, dir, name);
         memset(&keys[n], 0, sizeof(keys[n]));
         if (!valid_kid(kids[i]) || bgt_key_load(&keys[n].key, path, kids[i]) != 0) {
             fprintf(stderr, PROG ": %s: not a usable key file, left out of the JWKS\n", path);
@@ -456,15 +277,15 @@ write_key(const char *dir, const char *kid, int bits, const char *const *endorse
 {
     char name[PATH_CAP], path[PATH_CAP], epath[PATH_CAP];
     snprintf(name, sizeof(name), "%s.endorsements", kid);
-    join(epath, dir, name);
+    tool_join(epath, dir, name);
     snprintf(name, sizeof(name), "%s.pem", kid);
-    join(path, dir, name);
+    tool_join(path, dir, name);
     if (endorse != NULL) {
         char buf[1024] = "";
         size_t off = 0;
         for (size_t i = 0; endorse[i] != NULL && off < sizeof(buf); i++)
             off += (size_t)snprintf(buf + off, sizeof(buf) - off, "%s\n", endorse[i]);
-        if (off >= sizeof(buf) || write_file_atomic(epath, buf, off, 0644) != 0)
+        if (off >= sizeof(buf) || tool_write_file_atomic(epath, buf, off, 0644) != 0)
             return -1;
     } else if (unlink(epath) != 0 && errno != ENOENT) {
         return -1;
@@ -475,8 +296,8 @@ write_key(const char *dir, const char *kid, int bits, const char *const *endorse
         return -1;
     }
     size_t len = 0;
-    char *pem = pem_of(key.pkey, NULL, &len);
-    int rc = pem != NULL ? write_file_atomic(path, pem, len, 0600) : -1;
+    char *pem = bgt_pem_private_key(key.pkey, &len);
+    int rc = pem != NULL ? tool_write_file_atomic(path, pem, len, 0600) : -1;
     free(pem);
     bgt_key_free(&key);
     return rc;
@@ -489,15 +310,15 @@ static int
 ensure_keys(const char *dir)
 {
     char path[PATH_CAP];
-    join(path, dir, "keys");
-    if (!exists(path)) {
-        if (mkdir_p(path) != 0 || write_key(path, "key-1", 2048, default_endorsements) != 0)
+    tool_join(path, dir, "keys");
+    if (!tool_exists(path)) {
+        if (tool_mkdir(path) != 0 || write_key(path, "key-1", 2048, default_endorsements) != 0)
             return -1;
         fprintf(stderr, PROG ": made signing key %s/key-1.pem\n", path);
     }
-    join(path, dir, "emulator-keys");
-    if (!exists(path)) {
-        if (mkdir_p(path) != 0 || write_key(path, "emulator-key-1", 2048, NULL) != 0)
+    tool_join(path, dir, "emulator-keys");
+    if (!tool_exists(path)) {
+        if (tool_mkdir(path) != 0 || write_key(path, "emulator-key-1", 2048, NULL) != 0)
             return -1;
         fprintf(stderr, PROG ": made signing key %s/emulator-key-1.pem\n", path);
     }
@@ -511,12 +332,6 @@ typedef struct stat_row {
     unsigned long count;
 } stat_row;
 
-/* A connection, tracked so that a stop can end idle keep-alive connections too. */
-typedef struct conn {
-    h2o_linklist_t link;
-    h2o_socket_t *sock;
-} conn;
-
 /* A response held back for slow_ms (in the server's delay queue, sorted by due time). */
 typedef struct pending {
     h2o_timeout_entry_t entry;
@@ -527,35 +342,14 @@ typedef struct pending {
 } pending;
 
 typedef struct server {
-    const char *dir;
-    char host[64]; /* as it appears in URLs: 127.0.0.1 or [::1] */
-    int port;
-    bool http1_only;
-    h2o_globalconf_t globalconf;
-    h2o_context_t ctx;
-    h2o_evloop_t *loop;
+    tool_server base; /* the listener, the connections, the delay queue */
     SSL_CTX *ssl_ctx;
-    h2o_accept_ctx_t accept_ctx;
-    h2o_socket_t *listener;
-    h2o_linklist_t conns;
-    /* one queue of delay 0 whose entries carry their due time as registered_at, kept in
-     * order (h2o 2.2's h2o_timeout_t runs its entries first to last and stops at the
-     * first that is not due) */
-    h2o_timeout_t delay_queue;
     stat_row stats[MAX_STATS_PATHS];
     size_t n_stats;
     unsigned long total;
-    bool stopping;
 } server;
 
 static server srv;
-static volatile sig_atomic_t stop_signal;
-
-static void
-on_signal(int sig)
-{
-    stop_signal = sig;
-}
 
 static void
 count_request(h2o_iovec_t path)
@@ -598,7 +392,7 @@ keys_json(const char *sub)
 {
     char path[PATH_CAP];
     loaded_key keys[MAX_KEYS];
-    int n = load_keys(join(path, srv.dir, sub), keys, MAX_KEYS);
+    int n = load_keys(tool_join(path, srv.base.dir, sub), keys, MAX_KEYS);
     bgt_key plain[MAX_KEYS];
     for (int i = 0; i < n; i++)
         plain[i] = keys[i].key;
@@ -611,7 +405,7 @@ static char *
 openid_json(const char *issuer, const char *jwks_path)
 {
     char uri[256];
-    snprintf(uri, sizeof(uri), "https://%s:%d%s", srv.host, srv.port, jwks_path);
+    snprintf(uri, sizeof(uri), "https://%s:%d%s", srv.base.host, srv.base.port, jwks_path);
     return bgt_openid_json(issuer, uri);
 }
 
@@ -619,40 +413,17 @@ static int
 slow_ms(void)
 {
     char path[PATH_CAP];
-    char *text = read_file(join(path, srv.dir, "slow_ms"), NULL);
+    char *text = tool_read_file(tool_join(path, srv.base.dir, "slow_ms"), NULL, NULL);
     int ms = text != NULL ? atoi(text) : 0;
     free(text);
     return ms > 0 ? ms : 0;
 }
 
-static const char *
-reason_of(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Internal Server Error";
-    }
-}
-
 static void
 log_request(h2o_req_t *req, int status, size_t len, uint64_t received_at)
 {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    fprintf(stderr, "%02d:%02d:%02d.%03d " PROG ": %.*s %.*s %d %zu bytes %" PRIu64 " ms\n",
-            tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000), (int)req->method.len,
-            req->method.base, (int)req->path.len, req->path.base, status, len,
-            h2o_now(srv.loop) - received_at);
+    tool_log("%.*s %.*s %d %zu bytes %" PRIu64 " ms", (int)req->method.len, req->method.base,
+             (int)req->path.len, req->path.base, status, len, h2o_now(srv.base.loop) - received_at);
 }
 
 static void
@@ -660,7 +431,7 @@ send_response(h2o_req_t *req, int status, h2o_iovec_t body, uint64_t received_at
 {
     log_request(req, status, body.len, received_at);
     req->res.status = status;
-    req->res.reason = reason_of(status);
+    req->res.reason = tool_reason(status);
     req->res.content_length = body.len;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                    H2O_STRLIT("application/json"));
@@ -693,49 +464,34 @@ defer_response(h2o_req_t *req, int status, h2o_iovec_t body, uint64_t received_a
     pending *p = h2o_mem_alloc_shared(&req->pool, sizeof(*p), on_pending_dispose);
     *p = (pending){.req = req, .status = status, .body = body, .received_at = received_at};
     p->entry.cb = on_pending_due;
-    /* link (h2o's bookkeeping), then move the entry to its place by due time */
-    h2o_timeout_link(srv.loop, &srv.delay_queue, &p->entry);
-    h2o_linklist_unlink(&p->entry._link);
-    p->entry.registered_at = received_at + (uint64_t)delay;
-    h2o_linklist_t *pos = srv.delay_queue._entries.next;
-    for (; pos != &srv.delay_queue._entries; pos = pos->next)
-        if (H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link, pos)->registered_at >
-            p->entry.registered_at)
-            break;
-    h2o_linklist_insert(pos, &p->entry._link);
+    tool_server_schedule(&srv.base, &p->entry, received_at + (uint64_t)delay);
 }
 
 /* Answers every held-back response now (the server is stopping). */
 static void
 flush_pending(void)
 {
-    while (!h2o_linklist_is_empty(&srv.delay_queue._entries)) {
-        h2o_timeout_entry_t *e =
-            H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link, srv.delay_queue._entries.next);
+    h2o_linklist_t *queue = &srv.base.delay_queue._entries;
+    while (!h2o_linklist_is_empty(queue)) {
+        h2o_timeout_entry_t *e = H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link, queue->next);
         h2o_timeout_unlink(e);
         e->cb(e);
     }
-}
-
-static bool
-path_is(h2o_req_t *req, const char *path)
-{
-    return h2o_memis(req->path_normalized.base, req->path_normalized.len, path, strlen(path));
 }
 
 static int
 on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
-    uint64_t received_at = h2o_now(srv.loop);
+    uint64_t received_at = h2o_now(srv.base.loop);
     bool is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
                   h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
     bool is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
     char path[PATH_CAP];
 
     /* the test's own window: neither counted, nor down, nor slow */
-    if (path_is(req, "/stats") || path_is(req, "/stats/reset")) {
-        if (path_is(req, "/stats/reset")) {
+    if (tool_path_is(req, "/stats") || tool_path_is(req, "/stats/reset")) {
+        if (tool_path_is(req, "/stats/reset")) {
             if (!is_post) {
                 send_response(req, 405, h2o_iovec_init(H2O_STRLIT("{\"error\":\"use POST\"}")),
                               received_at);
@@ -755,19 +511,19 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     int status = 200;
     char *json = NULL;
     const char *fixed = NULL;
-    if (exists(join(path, srv.dir, "down"))) {
+    if (tool_exists(tool_join(path, srv.base.dir, "down"))) {
         status = 503;
         fixed = "{\"error\":\"down (the file down exists)\"}";
     } else if (!is_get) {
         status = 405;
         fixed = "{\"error\":\"method not allowed\"}";
-    } else if (path_is(req, "/v1/.well-known/openidconfiguration")) {
+    } else if (tool_path_is(req, "/v1/.well-known/openidconfiguration")) {
         json = openid_json(BF_ISSUER, "/v1/keys");
-    } else if (path_is(req, "/v1/keys")) {
+    } else if (tool_path_is(req, "/v1/keys")) {
         json = keys_json("keys");
-    } else if (path_is(req, "/emulator/.well-known/openid-configuration")) {
+    } else if (tool_path_is(req, "/emulator/.well-known/openid-configuration")) {
         json = openid_json(EMU_ISSUER_V2, "/emulator/keys");
-    } else if (path_is(req, "/emulator/keys")) {
+    } else if (tool_path_is(req, "/emulator/keys")) {
         json = keys_json("emulator-keys");
     } else {
         status = 404;
@@ -780,7 +536,7 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     h2o_iovec_t body = json != NULL ? h2o_strdup(&req->pool, json, SIZE_MAX)
                                     : h2o_iovec_init(fixed, strlen(fixed));
     free(json);
-    int delay = srv.stopping ? 0 : slow_ms();
+    int delay = srv.base.stopping ? 0 : slow_ms();
     if (delay > 0)
         defer_response(req, status, body, received_at, delay);
     else
@@ -788,43 +544,12 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     return 0;
 }
 
-static void
-on_conn_close(void *data)
-{
-    conn *c = data;
-    h2o_linklist_unlink(&c->link);
-    free(c);
-}
-
-static void
-on_accept(h2o_socket_t *listener, const char *err)
-{
-    (void)listener;
-    if (err != NULL)
-        return;
-    for (int i = 0; i < 16; i++) {
-        h2o_socket_t *sock = h2o_evloop_socket_accept(srv.listener);
-        if (sock == NULL)
-            return;
-        conn *c = calloc(1, sizeof(*c));
-        if (c == NULL) {
-            h2o_socket_close(sock);
-            continue;
-        }
-        c->sock = sock;
-        h2o_linklist_insert(&srv.conns, &c->link);
-        sock->on_close.cb = on_conn_close;
-        sock->on_close.data = c;
-        h2o_accept(&srv.accept_ctx, sock);
-    }
-}
-
 static SSL_CTX *
 make_ssl_ctx(const char *dir, bool http1_only)
 {
     char cert[PATH_CAP], key[PATH_CAP];
-    join(cert, dir, "server.pem");
-    join(key, dir, "server-key.pem");
+    tool_join(cert, dir, "server.pem");
+    tool_join(key, dir, "server-key.pem");
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL)
         return NULL;
@@ -845,86 +570,16 @@ make_ssl_ctx(const char *dir, bool http1_only)
     return ctx;
 }
 
-static int
-open_listener(const char *address, int port)
-{
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV | AI_NUMERICHOST},
-                    *res = NULL;
-    char portstr[8];
-    snprintf(portstr, sizeof(portstr), "%d", port);
-    int rc = getaddrinfo(address, portstr, &hints, &res);
-    if (rc != 0) {
-        fprintf(stderr, PROG ": listen %s: %s\n", address, gai_strerror(rc));
-        return -1;
-    }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int on = 1;
-    struct sockaddr_storage ss;
-    socklen_t sslen = sizeof(ss);
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) != 0 ||
-        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0 ||
-        getsockname(fd, (struct sockaddr *)&ss, &sslen) != 0) {
-        fprintf(stderr, PROG ": listen %s:%d: %s\n", address, port, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        freeaddrinfo(res);
-        return -1;
-    }
-    freeaddrinfo(res);
-    srv.port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                              : ((struct sockaddr_in *)&ss)->sin_port);
-    snprintf(srv.host, sizeof(srv.host), strchr(address, ':') != NULL ? "[%s]" : "%s", address);
-    srv.listener = h2o_evloop_socket_create(srv.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
-    h2o_socket_read_start(srv.listener, on_accept);
-    return 0;
-}
-
-static size_t
-count_conns(void)
-{
-    size_t n = 0;
-    for (h2o_linklist_t *l = srv.conns.next; l != &srv.conns; l = l->next)
-        n++;
-    return n;
-}
-
-static void
-run_while_conns(uint64_t ms)
-{
-    uint64_t deadline = h2o_now(srv.loop) + ms;
-    while (!h2o_linklist_is_empty(&srv.conns) && h2o_now(srv.loop) < deadline)
-        h2o_evloop_run(srv.loop, 20);
-}
-
 /* The stop: no new connections; held-back answers sent now; connections asked to close,
  * then idle keep-alive ones (libcurl's pool in botgate) cut, so that every allocation is
  * returned before exit and ASan's leak check has nothing to report. */
 static void
 stop_server(void)
 {
-    srv.stopping = true;
-    if (srv.listener != NULL) {
-        h2o_socket_close(srv.listener);
-        srv.listener = NULL;
-    }
+    tool_server_stop_listening(&srv.base);
     flush_pending();
-    h2o_context_request_shutdown(&srv.ctx);
-    run_while_conns(100);
-    for (h2o_linklist_t *n = srv.conns.next; n != &srv.conns; n = n->next) {
-        conn *c = H2O_STRUCT_FROM_MEMBER(conn, link, n);
-        shutdown(h2o_socket_get_fd(c->sock), SHUT_RDWR);
-    }
-    run_while_conns(2000);
+    tool_server_close_conns(&srv.base);
     flush_pending();
-    if (!h2o_linklist_is_empty(&srv.conns))
-        fprintf(stderr, PROG ": %zu connections still open at exit\n", count_conns());
-    /* h2o_context_request_shutdown leaves HTTP/2's GOAWAY re-send timer linked, and
-     * h2o_context_dispose asserts that its timeouts are empty. */
-    if (h2o_timeout_is_linked(&srv.ctx.http2._graceful_shutdown_timeout))
-        h2o_timeout_unlink(&srv.ctx.http2._graceful_shutdown_timeout);
 }
 
 typedef struct serve_opts {
@@ -937,75 +592,34 @@ typedef struct serve_opts {
 static int
 cmd_serve(const serve_opts *o)
 {
-    char path[PATH_CAP], ready[PATH_CAP];
-    join(ready, o->dir, "ready");
-    bool wrote_ready = false; /* a second server on the same DIR must not remove the first's */
-    if (mkdir_p(o->dir) != 0 || ensure_certs(o->dir) != 0 || ensure_keys(o->dir) != 0)
+    char path[PATH_CAP];
+    if (tool_mkdir(o->dir) != 0 || ensure_certs(o->dir) != 0 || ensure_keys(o->dir) != 0)
         return 1;
 
     memset(&srv, 0, sizeof(srv));
-    srv.dir = o->dir;
-    srv.http1_only = o->http1_only;
-    h2o_linklist_init_anchor(&srv.conns);
     if ((srv.ssl_ctx = make_ssl_ctx(o->dir, o->http1_only)) == NULL)
         return 1;
-
-    h2o_config_init(&srv.globalconf);
-    srv.globalconf.server_name = h2o_iovec_init(H2O_STRLIT(PROG));
-    h2o_hostconf_t *host =
-        h2o_config_register_host(&srv.globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-    h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
-    h2o_handler_t *handler = h2o_create_handler(pathconf, sizeof(*handler));
-    handler->on_req = on_req;
-
-    srv.loop = h2o_evloop_create();
-    h2o_context_init(&srv.ctx, srv.loop, &srv.globalconf);
-    h2o_timeout_init(srv.loop, &srv.delay_queue, 0);
-    srv.accept_ctx.ctx = &srv.ctx;
-    srv.accept_ctx.hosts = srv.globalconf.hosts;
-    srv.accept_ctx.ssl_ctx = srv.ssl_ctx;
+    tool_server_init(&srv.base, o->dir, on_req, srv.ssl_ctx, 0);
 
     int status = 1;
-    if (open_listener(o->listen, o->port) != 0)
+    if (tool_server_start(&srv.base, o->listen, o->port) != 0)
         goto out;
-
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal; /* no SA_RESTART: the signal interrupts epoll_wait */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    char portline[16];
-    int plen = snprintf(portline, sizeof(portline), "%d\n", srv.port);
-    if (write_file_atomic(ready, portline, (size_t)plen, 0644) != 0)
-        goto out;
-    wrote_ready = true;
     fprintf(stderr,
             PROG ": listening on https://%s:%d (%s); CA %s\n"
                  "  metadata https://%s:%d/v1/.well-known/openidconfiguration\n"
                  "  emulator https://%s:%d/emulator/.well-known/openid-configuration\n",
-            srv.host, srv.port, o->http1_only ? "HTTP/1.1" : "HTTP/1.1 and HTTP/2",
-            join(path, o->dir, "ca.pem"), srv.host, srv.port, srv.host, srv.port);
+            srv.base.host, srv.base.port, o->http1_only ? "HTTP/1.1" : "HTTP/1.1 and HTTP/2",
+            tool_join(path, o->dir, "ca.pem"), srv.base.host, srv.base.port, srv.base.host,
+            srv.base.port);
 
-    while (!stop_signal) {
-        if (h2o_evloop_run(srv.loop, INT32_MAX) != 0 && errno != EINTR) {
-            fprintf(stderr, PROG ": event loop: %s\n", strerror(errno));
-            goto out;
-        }
-    }
-    fprintf(stderr, PROG ": %s: stopping (%lu requests served)\n", strsignal(stop_signal),
-            srv.total);
+    int sig = tool_server_run(&srv.base);
+    if (sig < 0)
+        goto out;
+    fprintf(stderr, PROG ": %s: stopping (%lu requests served)\n", strsignal(sig), srv.total);
     status = 0;
 out:
-    if (wrote_ready)
-        unlink(ready);
     stop_server();
-    h2o_timeout_dispose(srv.loop, &srv.delay_queue);
-    h2o_context_dispose(&srv.ctx);
-    h2o_evloop_destroy(srv.loop);
-    h2o_config_dispose(&srv.globalconf);
+    tool_server_dispose(&srv.base);
     SSL_CTX_free(srv.ssl_ctx);
     reset_stats();
     return status;
@@ -1032,7 +646,7 @@ static int
 cmd_mint(const mint_opts *o)
 {
     char keydir[PATH_CAP], path[PATH_CAP], name[PATH_CAP];
-    join(keydir, o->dir, o->emulator ? "emulator-keys" : "keys");
+    tool_join(keydir, o->dir, o->emulator ? "emulator-keys" : "keys");
     char *kids[MAX_KEYS];
     char kid[64];
     if (o->kid != NULL) {
@@ -1040,20 +654,20 @@ cmd_mint(const mint_opts *o)
     } else {
         int n = list_kids(keydir, kids, MAX_KEYS);
         if (n <= 0)
-            die("no key files in %s (start `serve` once, or `rotate`)", keydir);
+            tool_die("no key files in %s (start `serve` once, or `rotate`)", keydir);
         snprintf(kid, sizeof(kid), "%s", kids[0]);
         for (int i = 0; i < n; i++)
             free(kids[i]);
     }
     const char *aud = o->aud != NULL ? o->aud : getenv("MicrosoftAppId");
     if (aud == NULL || aud[0] == '\0')
-        die("mint: --aud APPID is required (or MicrosoftAppId in the environment)");
+        tool_die("mint: --aud APPID is required (or MicrosoftAppId in the environment)");
     if (!valid_kid(kid))
-        die("mint: bad kid '%s'", kid);
+        tool_die("mint: bad kid '%s'", kid);
     snprintf(name, sizeof(name), "%s.pem", kid);
     bgt_key key;
-    if (bgt_key_load(&key, join(path, keydir, name), kid) != 0)
-        die("mint: cannot load %s", path);
+    if (bgt_key_load(&key, tool_join(path, keydir, name), kid) != 0)
+        tool_die("mint: cannot load %s", path);
 
     const char *ver = o->ver != NULL ? o->ver : "1.0";
     bool v2 = strcmp(ver, "2.0") == 0;
@@ -1087,7 +701,7 @@ cmd_mint(const mint_opts *o)
             off += (size_t)snprintf(extra + off, sizeof(extra) - off, "%s%s", off > 0 ? "," : "",
                                     o->claims);
         if (off >= sizeof(extra))
-            die("mint: --claims too long");
+            tool_die("mint: --claims too long");
         bgt_mint m = {.key = &key,
                       .alg = o->alg,
                       .iss = iss[0] != '\0' ? iss : NULL,
@@ -1135,10 +749,10 @@ static int
 cmd_rotate(const rotate_opts *o)
 {
     char keydir[PATH_CAP], path[PATH_CAP], name[PATH_CAP];
-    join(keydir, o->dir, o->emulator ? "emulator-keys" : "keys");
+    tool_join(keydir, o->dir, o->emulator ? "emulator-keys" : "keys");
     if (o->kid == NULL || !valid_kid(o->kid))
-        die("rotate: --kid NEWKID is required (no '/', no blanks, not starting with '.')");
-    if (mkdir_p(o->dir) != 0 || mkdir_p(keydir) != 0)
+        tool_die("rotate: --kid NEWKID is required (no '/', no blanks, not starting with '.')");
+    if (tool_mkdir(o->dir) != 0 || tool_mkdir(keydir) != 0)
         return 1;
 
     const char *list[16] = {NULL};
@@ -1164,14 +778,14 @@ cmd_rotate(const rotate_opts *o)
     fprintf(stderr, PROG ": added %s/%s.pem\n", keydir, o->kid);
     if (o->drop != NULL) {
         if (!valid_kid(o->drop))
-            die("rotate: bad --drop kid '%s'", o->drop);
+            tool_die("rotate: bad --drop kid '%s'", o->drop);
         snprintf(name, sizeof(name), "%s.pem", o->drop);
-        if (unlink(join(path, keydir, name)) != 0) {
+        if (unlink(tool_join(path, keydir, name)) != 0) {
             fprintf(stderr, PROG ": rotate: remove %s: %s\n", path, strerror(errno));
             return 1;
         }
         snprintf(name, sizeof(name), "%s.endorsements", o->drop);
-        unlink(join(path, keydir, name));
+        unlink(tool_join(path, keydir, name));
         fprintf(stderr, PROG ": dropped %s/%s.pem\n", keydir, o->drop);
     }
     return 0;
@@ -1201,7 +815,7 @@ number(const char *opt, const char *s, long min, long max)
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-        die("%s: bad number '%s'", opt, s);
+        tool_die("%s: bad number '%s'", opt, s);
     return v;
 }
 
@@ -1333,7 +947,7 @@ main(int argc, char **argv)
             ok = mint;
             mo.ver = optarg;
             if (strcmp(optarg, "1.0") != 0 && strcmp(optarg, "2.0") != 0)
-                die("--ver: 1.0 or 2.0");
+                tool_die("--ver: 1.0 or 2.0");
             break;
         case O_DROP:
             ok = rotate;

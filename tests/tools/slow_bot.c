@@ -22,14 +22,12 @@
  * GET /stats answers {"received","in_flight","max_in_flight",...}; POST /stats/reset zeroes
  * the counters (max_in_flight restarts from the requests in flight). See tests/tools/README.md.
  */
+#include "tool_common.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -39,7 +37,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,107 +44,13 @@
 #include <jansson.h>
 
 #define PROG "slow_bot"
-#define PATH_CAP 512
+#define PATH_CAP TOOL_PATH_CAP
 #define MAX_DELAY_MS 3600000L /* an hour: longer is a typo */
 #define MAX_ENTITY (64u * 1024 * 1024)
 #define WATCH_MS 50 /* how often held requests' sockets are checked for a client gone */
 #define INVOKE_DEFAULT_BODY "{\"status\":200,\"body\":{\"ok\":true}}"
 
-/* ---- small file helpers ------------------------------------------------------------------ */
-
-static char *
-join(char *out, const char *dir, const char *name)
-{
-    if ((size_t)snprintf(out, PATH_CAP, "%s/%s", dir, name) >= PATH_CAP) {
-        fprintf(stderr, PROG ": path too long: %s/%s\n", dir, name);
-        exit(1);
-    }
-    return out;
-}
-
-static bool
-exists(const char *path)
-{
-    return access(path, F_OK) == 0;
-}
-
-/* Reads a whole (small) file; NULL when absent or unreadable. st (may be NULL) receives the
- * identity of the file that was read. */
-static char *
-read_file(const char *path, size_t *len, struct stat *st)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return NULL;
-    if (st != NULL && fstat(fileno(f), st) != 0) {
-        fclose(f);
-        return NULL;
-    }
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf != NULL) {
-        if (n + 1024 + 1 > cap) {
-            char *p = realloc(buf, cap *= 2);
-            if (p == NULL) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = p;
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    fclose(f);
-    if (buf == NULL)
-        return NULL;
-    buf[n] = '\0';
-    if (len != NULL)
-        *len = n;
-    return buf;
-}
-
-static int
-write_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, data, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        data += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Writes data to path through a temporary file and rename(), so that a reader never sees
- * half a file. */
-static int
-write_file_atomic(const char *path, const char *data, size_t len)
-{
-    char tmp[PATH_CAP + 32];
-    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        goto fail;
-    if (write_all(fd, data, len) != 0) {
-        close(fd);
-        unlink(tmp);
-        goto fail;
-    }
-    if (close(fd) != 0 || rename(tmp, path) != 0) {
-        unlink(tmp);
-        goto fail;
-    }
-    return 0;
-fail:
-    fprintf(stderr, PROG ": write %s: %s\n", path, strerror(errno));
-    return -1;
-}
+const char tool_prog[] = PROG;
 
 static int64_t
 wall_us(void)
@@ -158,15 +61,6 @@ wall_us(void)
 }
 
 /* ---- the server's state ---------------------------------------------------------------------- */
-
-/* A connection, tracked so that a stop can end idle keep-alive connections too, and so that
- * a held request can be tied to its socket (h2o 2.2 shows a request's peer, not its socket). */
-typedef struct conn {
-    h2o_linklist_t link;
-    h2o_socket_t *sock;
-    struct sockaddr_storage peer;
-    socklen_t peer_len;
-} conn;
 
 /* What a request gets: an HTTP answer, nothing ever (hang), or its connection closed without
  * an answer (close). */
@@ -184,10 +78,10 @@ typedef enum action { ACT_ANSWER, ACT_HANG, ACT_CLOSE } action;
  * request). The watch (on_watch) therefore peeks at the sockets of held requests.
  */
 typedef struct held {
-    h2o_timeout_entry_t entry; /* in srv.delay_queue while the delay runs */
+    h2o_timeout_entry_t entry; /* in srv.base.delay_queue while the delay runs */
     h2o_linklist_t link;       /* in srv.held while req is not NULL */
     h2o_req_t *req;
-    conn *c; /* the request's connection; NULL when not found or already closed */
+    tool_conn *c; /* the request's connection; NULL when not found or already closed */
     unsigned long seq;
     char *activity_id; /* malloc'd; NULL when the activity had none */
     action act;
@@ -198,21 +92,10 @@ typedef struct held {
 } held;
 
 typedef struct server {
-    const char *dir;
-    char host[64]; /* as it appears in URLs: 127.0.0.1 or [::1] */
-    int port;
+    tool_server base; /* the listener, the connections, the delay queue (a one-shot timer of
+                       * any delay, as H2O-NOTES describes) */
     bool quiet;
-    h2o_globalconf_t globalconf;
-    h2o_context_t ctx;
-    h2o_evloop_t *loop;
-    h2o_accept_ctx_t accept_ctx;
-    h2o_socket_t *listener;
-    h2o_linklist_t conns;
     h2o_linklist_t held; /* every request not answered yet */
-    /* one queue of delay 0 whose entries carry their due time as registered_at, kept in
-     * order (h2o 2.2's h2o_timeout_t runs its entries first to last and stops at the first
-     * that is not due): a one-shot timer of any delay, as H2O-NOTES describes */
-    h2o_timeout_t delay_queue;
     /* a fixed WATCH_MS queue holding one entry while requests are held: the watch */
     h2o_timeout_t watch_queue;
     h2o_timeout_entry_t watch;
@@ -220,17 +103,9 @@ typedef struct server {
     unsigned long seq; /* requests recorded since start (never reset): the "seq" of a line */
     int record_fd;     /* DIR/received.jsonl */
     unsigned long received, in_flight, max_in_flight, answered, closed, gone;
-    bool stopping;
 } server;
 
 static server srv;
-static volatile sig_atomic_t stop_signal;
-
-static void
-on_signal(int sig)
-{
-    stop_signal = sig;
-}
 
 /* xorshift64*: random delays, reproducible with --seed. */
 static uint64_t
@@ -250,7 +125,7 @@ static long
 delay_ms(void)
 {
     char path[PATH_CAP];
-    char *text = read_file(join(path, srv.dir, "delay_ms"), NULL, NULL);
+    char *text = tool_read_file(tool_join(path, srv.base.dir, "delay_ms"), NULL, NULL);
     if (text == NULL)
         return 0;
     long ms = 0, lo, hi;
@@ -325,7 +200,7 @@ consume_status(const char *path, action *act, int *status)
 {
     size_t len;
     struct stat read_st, now_st;
-    char *text = read_file(path, &len, &read_st);
+    char *text = tool_read_file(path, &len, &read_st);
     if (text == NULL)
         return false;
     const char *first = NULL, *rest = NULL;
@@ -354,7 +229,7 @@ consume_status(const char *path, action *act, int *status)
     if (rest != NULL && stat(path, &now_st) == 0 && now_st.st_ino == read_st.st_ino &&
         now_st.st_size == read_st.st_size && now_st.st_mtim.tv_sec == read_st.st_mtim.tv_sec &&
         now_st.st_mtim.tv_nsec == read_st.st_mtim.tv_nsec)
-        write_file_atomic(path, rest, (size_t)(text + len - rest));
+        tool_write_file_atomic(path, rest, (size_t)(text + len - rest), 0644);
     free(text);
     return true;
 }
@@ -376,16 +251,16 @@ choose_answer(const char *activity_id, action *act, int *status)
     char path[PATH_CAP], name[PATH_CAP];
     *act = ACT_ANSWER;
     *status = 200;
-    if (exists(join(path, srv.dir, "hang"))) {
+    if (tool_exists(tool_join(path, srv.base.dir, "hang"))) {
         *act = ACT_HANG;
         return;
     }
     if (activity_id != NULL && id_fits_file_name(activity_id)) {
         snprintf(name, sizeof(name), "status_%s", activity_id);
-        if (consume_status(join(path, srv.dir, name), act, status))
+        if (consume_status(tool_join(path, srv.base.dir, name), act, status))
             return;
     }
-    consume_status(join(path, srv.dir, "statuses"), act, status);
+    consume_status(tool_join(path, srv.base.dir, "statuses"), act, status);
 }
 
 /* The text of DIR/<name> copied into the request's pool, trailing blanks and newlines cut
@@ -395,7 +270,7 @@ file_in_pool(h2o_req_t *req, const char *name, bool trim, bool *present)
 {
     char path[PATH_CAP];
     size_t len = 0;
-    char *text = read_file(join(path, srv.dir, name), &len, NULL);
+    char *text = tool_read_file(tool_join(path, srv.base.dir, name), &len, NULL);
     if (present != NULL)
         *present = text != NULL;
     if (text == NULL)
@@ -431,7 +306,7 @@ record_lines(json_t *first, json_t *second)
             out[n + nb] = '\n';
             n += nb + 1;
         }
-        if (write_all(srv.record_fd, out, n) != 0)
+        if (tool_write_all(srv.record_fd, out, n) != 0)
             fprintf(stderr, PROG ": append to received.jsonl: %s\n", strerror(errno));
     } else {
         fprintf(stderr, PROG ": out of memory for a received.jsonl line\n");
@@ -506,59 +381,13 @@ log_line(const char *fmt, ...)
 {
     if (srv.quiet)
         return;
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    fprintf(stderr, "%02d:%02d:%02d.%03d " PROG ": ", tm.tm_hour, tm.tm_min, tm.tm_sec,
-            (int)(tv.tv_usec / 1000));
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    tool_vlog(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
 }
 
 /* ---- answering ----------------------------------------------------------------------------- */
-
-static const char *
-reason_of(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 429:
-        return "Too Many Requests";
-    case 500:
-        return "Internal Server Error";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    default:
-        return "Status";
-    }
-}
 
 /* Sends status and body; Content-Type only with a body (a real bot answers a message with an
  * empty 200), Retry-After only with 429 and 503. */
@@ -569,7 +398,7 @@ send_answer(h2o_req_t *req, int status, h2o_iovec_t body, h2o_iovec_t retry_afte
     if (bodiless)
         body = h2o_iovec_init(NULL, 0);
     req->res.status = status;
-    req->res.reason = reason_of(status);
+    req->res.reason = tool_reason(status);
     req->res.content_length = body.len;
     if (body.len > 0)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
@@ -588,15 +417,15 @@ end_in_flight(void)
 }
 
 /* The connection a request came on, by its peer address. */
-static conn *
+static tool_conn *
 conn_of(h2o_req_t *req)
 {
     struct sockaddr_storage want;
     socklen_t wlen = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&want);
     if (wlen == 0)
         return NULL;
-    for (h2o_linklist_t *l = srv.conns.next; l != &srv.conns; l = l->next) {
-        conn *c = H2O_STRUCT_FROM_MEMBER(conn, link, l);
+    for (h2o_linklist_t *l = srv.base.conns.next; l != &srv.base.conns; l = l->next) {
+        tool_conn *c = H2O_STRUCT_FROM_MEMBER(tool_conn, link, l);
         if (c->peer_len == wlen && memcmp(&c->peer, &want, wlen) == 0)
             return c;
     }
@@ -608,7 +437,7 @@ conn_of(h2o_req_t *req)
  * the connection and frees the request. The client sees the connection closed before any
  * response byte. */
 static void
-close_without_answer(h2o_req_t *req, conn *c)
+close_without_answer(h2o_req_t *req, tool_conn *c)
 {
     if (c != NULL)
         shutdown(h2o_socket_get_fd(c->sock), SHUT_RDWR);
@@ -657,7 +486,7 @@ finish_held(held *h, ending why)
 /* A client that closed its connection (read end-of-file) or whose connection failed. Bytes
  * waiting (a pipelined request) mean it is still there. */
 static bool
-client_gone(conn *c)
+client_gone(tool_conn *c)
 {
     char byte;
     ssize_t r = recv(h2o_socket_get_fd(c->sock), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -668,7 +497,7 @@ static void
 arm_watch(void)
 {
     if (!h2o_timeout_is_linked(&srv.watch) && !h2o_linklist_is_empty(&srv.held))
-        h2o_timeout_link(srv.loop, &srv.watch_queue, &srv.watch);
+        h2o_timeout_link(srv.base.loop, &srv.watch_queue, &srv.watch);
 }
 
 /* Every WATCH_MS while requests are held: ends those whose client went away. */
@@ -704,11 +533,11 @@ on_held_dispose(void *data)
         h2o_linklist_unlink(&h->link);
         h->req = NULL;
         end_in_flight();
-        if (srv.stopping)
+        if (srv.base.stopping)
             srv.closed++;
         else
             srv.gone++;
-        record_end(h->seq, h->activity_id, srv.stopping ? "dropped" : "gone", 0);
+        record_end(h->seq, h->activity_id, srv.base.stopping ? "dropped" : "gone", 0);
         log_line("#%lu id=%s: the client went away before the answer (%" PRId64 " ms)", h->seq,
                  h->activity_id != NULL ? h->activity_id : "-", (wall_us() - h->t_us) / 1000);
     }
@@ -727,26 +556,11 @@ hold(held *h, long delay)
     if (h->act == ACT_HANG)
         return;
     h->entry.cb = on_held_due;
-    /* link (h2o's bookkeeping), then move the entry to its place by due time */
-    h2o_timeout_link(srv.loop, &srv.delay_queue, &h->entry);
-    h2o_linklist_unlink(&h->entry._link);
-    h->entry.registered_at = (uint64_t)(h->t_us + 999) / 1000 + (uint64_t)delay;
-    h2o_linklist_t *pos = srv.delay_queue._entries.next;
-    for (; pos != &srv.delay_queue._entries; pos = pos->next)
-        if (H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link, pos)->registered_at >
-            h->entry.registered_at)
-            break;
-    h2o_linklist_insert(pos, &h->entry._link);
+    tool_server_schedule(&srv.base, &h->entry, (uint64_t)(h->t_us + 999) / 1000 + (uint64_t)delay);
 }
 
 /* ---- requests ---------------------------------------------------------------------------------
  */
-
-static bool
-path_is(h2o_req_t *req, const char *path)
-{
-    return h2o_memis(req->path_normalized.base, req->path_normalized.len, path, strlen(path));
-}
 
 static void
 send_json(h2o_req_t *req, int status, const char *json)
@@ -876,11 +690,11 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     bool is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
     bool is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"));
     /* the test's own window: not recorded, not counted, never slow */
-    if (path_is(req, "/stats") && is_get) {
+    if (tool_path_is(req, "/stats") && is_get) {
         on_stats(req, false);
-    } else if (path_is(req, "/stats/reset") && is_post) {
+    } else if (tool_path_is(req, "/stats/reset") && is_post) {
         on_stats(req, true);
-    } else if (is_post && !srv.stopping) {
+    } else if (is_post && !srv.base.stopping) {
         on_activity(req);
     } else if (is_post) {
         send_json(req, 503, "{\"error\":\"stopping\"}");
@@ -893,97 +707,15 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
 /* ---- connections ------------------------------------------------------------------------------
  */
 
+/* A connection closes: the held requests that came on it lose their socket. */
 static void
-on_conn_close(void *data)
+on_conn_close(tool_conn *c)
 {
-    conn *c = data;
     for (h2o_linklist_t *l = srv.held.next; l != &srv.held; l = l->next) {
         held *h = H2O_STRUCT_FROM_MEMBER(held, link, l);
         if (h->c == c)
             h->c = NULL;
     }
-    h2o_linklist_unlink(&c->link);
-    free(c);
-}
-
-static void
-on_accept(h2o_socket_t *listener, const char *err)
-{
-    (void)listener;
-    if (err != NULL)
-        return;
-    for (int i = 0; i < 16; i++) {
-        h2o_socket_t *sock = h2o_evloop_socket_accept(srv.listener);
-        if (sock == NULL)
-            return;
-        conn *c = calloc(1, sizeof(*c));
-        if (c == NULL) {
-            h2o_socket_close(sock);
-            continue;
-        }
-        c->sock = sock;
-        c->peer_len = sizeof(c->peer);
-        if (getpeername(h2o_socket_get_fd(sock), (struct sockaddr *)&c->peer, &c->peer_len) != 0)
-            c->peer_len = 0;
-        h2o_linklist_insert(&srv.conns, &c->link);
-        sock->on_close.cb = on_conn_close;
-        sock->on_close.data = c;
-        h2o_accept(&srv.accept_ctx, sock);
-    }
-}
-
-static int
-open_listener(const char *address, int port)
-{
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV | AI_NUMERICHOST},
-                    *res = NULL;
-    char portstr[8];
-    snprintf(portstr, sizeof(portstr), "%d", port);
-    int rc = getaddrinfo(address, portstr, &hints, &res);
-    if (rc != 0) {
-        fprintf(stderr, PROG ": listen %s: %s\n", address, gai_strerror(rc));
-        return -1;
-    }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int on = 1;
-    struct sockaddr_storage ss;
-    socklen_t sslen = sizeof(ss);
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) != 0 ||
-        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0 ||
-        getsockname(fd, (struct sockaddr *)&ss, &sslen) != 0) {
-        fprintf(stderr, PROG ": listen %s:%d: %s\n", address, port, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        freeaddrinfo(res);
-        return -1;
-    }
-    freeaddrinfo(res);
-    srv.port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                              : ((struct sockaddr_in *)&ss)->sin_port);
-    snprintf(srv.host, sizeof(srv.host), strchr(address, ':') != NULL ? "[%s]" : "%s", address);
-    srv.listener = h2o_evloop_socket_create(srv.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
-    h2o_socket_read_start(srv.listener, on_accept);
-    return 0;
-}
-
-static size_t
-count_list(h2o_linklist_t *anchor)
-{
-    size_t n = 0;
-    for (h2o_linklist_t *l = anchor->next; l != anchor; l = l->next)
-        n++;
-    return n;
-}
-
-static void
-run_while_conns(uint64_t ms)
-{
-    uint64_t deadline = h2o_now(srv.loop) + ms;
-    while (!h2o_linklist_is_empty(&srv.conns) && h2o_now(srv.loop) < deadline)
-        h2o_evloop_run(srv.loop, 20);
 }
 
 /* The stop: no new connections; held and hung requests dropped (their connections closed
@@ -993,29 +725,13 @@ run_while_conns(uint64_t ms)
 static void
 stop_server(void)
 {
-    srv.stopping = true;
-    if (srv.listener != NULL) {
-        h2o_socket_close(srv.listener);
-        srv.listener = NULL;
-    }
-    size_t dropped = count_list(&srv.held);
+    tool_server_stop_listening(&srv.base);
+    size_t dropped = tool_list_count(&srv.held);
     while (!h2o_linklist_is_empty(&srv.held))
         finish_held(H2O_STRUCT_FROM_MEMBER(held, link, srv.held.next), END_DROP);
-    h2o_context_request_shutdown(&srv.ctx);
-    run_while_conns(100);
-    for (h2o_linklist_t *n = srv.conns.next; n != &srv.conns; n = n->next) {
-        conn *c = H2O_STRUCT_FROM_MEMBER(conn, link, n);
-        shutdown(h2o_socket_get_fd(c->sock), SHUT_RDWR);
-    }
-    run_while_conns(2000);
+    tool_server_close_conns(&srv.base);
     if (dropped > 0)
         fprintf(stderr, PROG ": dropped %zu requests that were not answered yet\n", dropped);
-    if (!h2o_linklist_is_empty(&srv.conns))
-        fprintf(stderr, PROG ": %zu connections still open at exit\n", count_list(&srv.conns));
-    /* h2o_context_request_shutdown leaves HTTP/2's GOAWAY re-send timer linked, and
-     * h2o_context_dispose asserts that its timeouts are empty. */
-    if (h2o_timeout_is_linked(&srv.ctx.http2._graceful_shutdown_timeout))
-        h2o_timeout_unlink(&srv.ctx.http2._graceful_shutdown_timeout);
 }
 
 /* Many concurrent requests need many descriptors: the soft limit goes up to the hard one. */
@@ -1041,92 +757,51 @@ typedef struct serve_opts {
 static int
 serve(const serve_opts *o)
 {
-    char ready[PATH_CAP];
-    join(ready, o->dir, "ready");
-    bool wrote_ready = false; /* a second bot on the same DIR must not remove the first's */
-    if (mkdir(o->dir, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, PROG ": mkdir %s: %s\n", o->dir, strerror(errno));
+    if (tool_mkdir(o->dir) != 0)
         return 1;
-    }
 
     memset(&srv, 0, sizeof(srv));
     srv.record_fd = -1;
-    srv.dir = o->dir;
     srv.quiet = o->quiet;
     srv.rng = o->seed;
     if (!o->seeded && getrandom(&srv.rng, sizeof(srv.rng), 0) != sizeof(srv.rng))
         srv.rng = (uint64_t)wall_us() ^ (uint64_t)getpid() << 32;
     if (srv.rng == 0) /* xorshift's one bad state */
         srv.rng = 0x9E3779B97F4A7C15ULL;
-    h2o_linklist_init_anchor(&srv.conns);
     h2o_linklist_init_anchor(&srv.held);
     raise_fd_limit();
 
-    h2o_config_init(&srv.globalconf);
-    srv.globalconf.server_name = h2o_iovec_init(H2O_STRLIT(PROG));
-    srv.globalconf.max_request_entity_size = MAX_ENTITY;
-    h2o_hostconf_t *host =
-        h2o_config_register_host(&srv.globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-    h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
-    h2o_handler_t *handler = h2o_create_handler(pathconf, sizeof(*handler));
-    handler->on_req = on_req;
-
-    srv.loop = h2o_evloop_create();
-    h2o_context_init(&srv.ctx, srv.loop, &srv.globalconf);
-    h2o_timeout_init(srv.loop, &srv.delay_queue, 0);
-    h2o_timeout_init(srv.loop, &srv.watch_queue, WATCH_MS);
+    /* plain HTTP/1.1, as a bot behind botgate listens */
+    tool_server_init(&srv.base, o->dir, on_req, NULL, MAX_ENTITY);
+    srv.base.on_conn_close = on_conn_close;
+    h2o_timeout_init(srv.base.loop, &srv.watch_queue, WATCH_MS);
     srv.watch.cb = on_watch;
-    srv.accept_ctx.ctx = &srv.ctx;
-    srv.accept_ctx.hosts = srv.globalconf.hosts;
-    srv.accept_ctx.ssl_ctx = NULL; /* plain HTTP/1.1, as a bot behind botgate listens */
 
     int status = 1;
     char path[PATH_CAP];
-    srv.record_fd =
-        open(join(path, o->dir, "received.jsonl"), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    srv.record_fd = open(tool_join(path, o->dir, "received.jsonl"),
+                         O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (srv.record_fd < 0) {
         fprintf(stderr, PROG ": open %s: %s\n", path, strerror(errno));
         goto out;
     }
-    if (open_listener(o->listen, o->port) != 0)
+    if (tool_server_start(&srv.base, o->listen, o->port) != 0)
         goto out;
-
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal; /* no SA_RESTART: the signal interrupts epoll_wait */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    char portline[16];
-    int plen = snprintf(portline, sizeof(portline), "%d\n", srv.port);
-    if (write_file_atomic(ready, portline, (size_t)plen) != 0)
-        goto out;
-    wrote_ready = true;
     fprintf(stderr, PROG ": listening on http://%s:%d (any path; GET /stats), files in %s\n",
-            srv.host, srv.port, o->dir);
+            srv.base.host, srv.base.port, o->dir);
 
-    while (!stop_signal) {
-        if (h2o_evloop_run(srv.loop, INT32_MAX) != 0 && errno != EINTR) {
-            fprintf(stderr, PROG ": event loop: %s\n", strerror(errno));
-            goto out;
-        }
-    }
-    fprintf(stderr, PROG ": %s: stopping (%lu requests recorded, %lu in flight)\n",
-            strsignal(stop_signal), srv.seq, srv.in_flight);
+    int sig = tool_server_run(&srv.base);
+    if (sig < 0)
+        goto out;
+    fprintf(stderr, PROG ": %s: stopping (%lu requests recorded, %lu in flight)\n", strsignal(sig),
+            srv.seq, srv.in_flight);
     status = 0;
 out:
-    if (wrote_ready)
-        unlink(ready);
     stop_server();
     if (h2o_timeout_is_linked(&srv.watch))
         h2o_timeout_unlink(&srv.watch);
-    h2o_timeout_dispose(srv.loop, &srv.watch_queue);
-    h2o_timeout_dispose(srv.loop, &srv.delay_queue);
-    h2o_context_dispose(&srv.ctx);
-    h2o_evloop_destroy(srv.loop);
-    h2o_config_dispose(&srv.globalconf);
+    h2o_timeout_dispose(srv.base.loop, &srv.watch_queue);
+    tool_server_dispose(&srv.base);
     if (srv.record_fd >= 0)
         close(srv.record_fd);
     return status;

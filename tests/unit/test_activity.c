@@ -12,9 +12,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "botgate/activity.h"
 #include "botgate/error.h"
+
+/* The fuzz target, with its reference parser (the jansson-based extractor this one
+ * replaced) and its properties: test_agrees_with_jansson runs it here over mutated
+ * activities, so that the comparison runs with every unit test run, not only under
+ * libFuzzer. */
+#include "../fuzz/fuzz_activity.c"
 
 /* Parses a NUL-terminated literal (its strlen is the body length). */
 static int
@@ -643,6 +650,216 @@ test_truncated_everywhere(void **state)
     }
 }
 
+/* Keys are matched after decoding: an escaped spelling of a field is that field, and a
+ * string value is decoded ("\/" is "/"). */
+static void
+test_escaped_keys_and_values(void **state)
+{
+    (void)state;
+    bg_activity act;
+    assert_int_equal(parse(&act,
+                           "{\"\\u0074ype\":\"message\",\"service\\u0055rl\":"
+                           "\"https:\\/\\/smba.trafficmanager.net\\/emea\\/\",\"conversation\":{"
+                           "\"\\u0069\\u0064\":\"19:a\\u00e9\\ud83d\\udc4b\"}}",
+                           NULL, 0),
+                     0);
+    assert_string_equal(act.type, "message");
+    assert_string_equal(act.service_url, "https://smba.trafficmanager.net/emea/");
+    assert_string_equal(act.conversation_id, "19:a\xc3\xa9\xf0\x9f\x91\x8b");
+    bg_activity_clear(&act);
+}
+
+/* Each object has its own keys: the same key in sibling and nested objects is no
+ * duplicate, but a duplicate deep inside one is found after many others. */
+static void
+test_key_sets_per_object(void **state)
+{
+    (void)state;
+    bg_activity act;
+    assert_int_equal(parse(&act,
+                           "{\"id\":\"1\",\"from\":{\"id\":\"2\"},\"recipient\":{\"id\":\"3\"},"
+                           "\"conversation\":{\"id\":\"4\",\"x\":{\"id\":\"5\"}},"
+                           "\"channelData\":{\"tenant\":{\"id\":\"6\"},\"team\":{\"id\":\"7\"}},"
+                           "\"type\":\"message\"}",
+                           NULL, 0),
+                     0);
+    assert_string_equal(act.id, "1");
+    assert_string_equal(act.conversation_id, "4");
+    assert_string_equal(act.tenant_id, "6");
+    bg_activity_clear(&act);
+    assert_refused("{\"type\":\"message\",\"a\":{\"b\":{\"c\":[{\"d\":1},{\"d\":2,\"e\":3,"
+                   "\"d\":4}]}},\"f\":5}",
+                   BG_EJSON,
+                   "duplicate key at line 1 column 57: duplicate object key near '\"d\"'");
+}
+
+/* Seconds since a. */
+static double
+seconds_since(const struct timespec *a)
+{
+    struct timespec b;
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    return (double)(b.tv_sec - a->tv_sec) + (double)(b.tv_nsec - a->tv_nsec) / 1e9;
+}
+
+/*
+ * A hostile body: 100k distinct keys in channelData, all of one length and sharing their
+ * first 16 bytes, then serviceUrl given twice. Refused as a duplicate, in well under the
+ * time a pairwise check would take (5e9 comparisons); the same without the duplicate is
+ * accepted.
+ */
+static void
+test_many_keys(void **state)
+{
+    (void)state;
+    size_t n = 100000;
+    char *b = malloc(n * 40 + 256);
+    assert_non_null(b);
+    for (int dup = 0; dup < 2; dup++) {
+        size_t o = (size_t)sprintf(b, "{\"type\":\"message\",\"channelData\":{");
+        for (size_t i = 0; i < n; i++)
+            o += (size_t)sprintf(b + o, "%s\"hostile-key-%09zu\":%zu", i ? "," : "", i, i);
+        o += (size_t)sprintf(b + o, "},\"serviceUrl\":\"https://a/\"%s}",
+                             dup ? ",\"serviceUrl\":\"https://evil/\"" : "");
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        bg_activity act;
+        char err[160];
+        int rc = bg_activity_parse(&act, b, o, err, sizeof(err));
+        double s = seconds_since(&t0);
+        if (dup) {
+            assert_int_equal(rc, BG_EJSON);
+            assert_non_null(strstr(err, "duplicate key"));
+        } else {
+            assert_int_equal(rc, 0);
+            assert_string_equal(act.service_url, "https://a/");
+            bg_activity_clear(&act);
+        }
+        if (s > 5)
+            fail_msg("100k keys took %.1f s", s);
+    }
+    free(b);
+}
+
+/* xorshift64*: deterministic, so that a failure reproduces. */
+static uint64_t
+rnd(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545f4914f6cdd1dull;
+}
+
+/* Pieces the mutator splices in: the fields we read, the values that break them, tokens
+ * at the grammar's edges. */
+static const char *const splices[] = {
+    "\"type\":",
+    "\"id\":",
+    "\"serviceUrl\":",
+    "\"conversation\":{\"id\":\"c\"},",
+    "\"channelData\":{\"tenant\":{\"id\":\"t\"}},",
+    "\"tenantId\":",
+    "\"tenant\":",
+    "null",
+    "\"\"",
+    "\"\\u0000\"",
+    "\"\\u0074ype\":",
+    "\"\\ud800\"",
+    "1e400",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ":",
+    "\"",
+    "\\",
+    "\xc3",
+    "\xff",
+    "\x01",
+    "\n",
+    "0",
+    "-",
+    "true",
+    "99999999999999999999",
+};
+
+/* Applies 1 to 3 random edits to buf (len bytes, room for cap); the new length. */
+static size_t
+mutate(uint64_t *s, char *buf, size_t len, size_t cap)
+{
+    for (int e = 1 + (int)(rnd(s) % 3); e > 0; e--) {
+        size_t at = len ? rnd(s) % (len + 1) : 0;
+        switch (rnd(s) % 4) {
+        case 0: /* overwrite a byte */
+            if (at < len)
+                buf[at] = (char)rnd(s);
+            break;
+        case 1: { /* delete a range */
+            size_t n = at < len ? 1 + rnd(s) % (len - at < 16 ? len - at : 16) : 0;
+            memmove(buf + at, buf + at + n, len - at - n);
+            len -= n;
+            break;
+        }
+        case 2: { /* splice a piece */
+            const char *sp = splices[rnd(s) % (sizeof(splices) / sizeof(splices[0]))];
+            size_t n = strlen(sp);
+            if (len + n <= cap) {
+                memmove(buf + at + n, buf + at, len - at);
+                memcpy(buf + at, sp, n);
+                len += n;
+            }
+            break;
+        }
+        default: { /* repeat a range: duplicate keys, members, brackets */
+            size_t n = at < len ? 1 + rnd(s) % (len - at < 64 ? len - at : 64) : 0;
+            if (len + n <= cap) {
+                memmove(buf + at + n, buf + at, len - at);
+                len += n;
+            }
+            break;
+        }
+        }
+    }
+    return len;
+}
+
+/*
+ * The differential check: the fuzz target (its properties, and agreement with the
+ * jansson-based extractor on code, sentence and every field) over the bodies of this file
+ * and thousands of mutations of them.
+ */
+static void
+test_agrees_with_jansson(void **state)
+{
+    (void)state;
+    static const char *const bodies[] = {
+        teams_message,
+        "{\"type\":\"invoke\",\"id\":\"f:123\",\"channelId\":\"emulator\",\"serviceUrl\":"
+        "\"http://localhost:5000\",\"deliveryMode\":\"expectReplies\",\"name\":"
+        "\"composeExtension/query\",\"conversation\":{\"id\":\"c1\",\"tenantId\":\"t1\"}}",
+        "{\"type\":\"message\",\"id\":null,\"conversation\":{\"id\":null,\"tenantId\":null},"
+        "\"channelData\":{\"tenant\":{\"id\":null}}}",
+        "{\"conversation\":{\"properties\":{\"id\":\"x\",\"tenantId\":5},\"id\":\"a:1Zx\"},"
+        "\"relatesTo\":{\"conversation\":{\"id\":\"other\"}},\"type\":\"conversationUpdate\"}",
+        "{\"type\":\"message\",\"channelData\":{\"n\":123456789012345678901234567890,"
+        "\"tiny\":1e-400,\"t\":\"a\\u0000b\"}}",
+    };
+    size_t nb = sizeof(bodies) / sizeof(bodies[0]);
+    for (size_t i = 0; i < nb; i++)
+        LLVMFuzzerTestOneInput((const uint8_t *)bodies[i], strlen(bodies[i]));
+    uint64_t s = 0x853c49e6748fea9bull;
+    static char buf[8192];
+    for (int i = 0; i < 20000; i++) {
+        const char *body = bodies[(size_t)i % nb];
+        size_t len = strlen(body);
+        memcpy(buf, body, len);
+        len = mutate(&s, buf, len, sizeof(buf));
+        LLVMFuzzerTestOneInput((const uint8_t *)buf, len);
+    }
+}
+
 int
 main(void)
 {
@@ -666,6 +883,10 @@ main(void)
         cmocka_unit_test(test_huge_depth),
         cmocka_unit_test(test_error_messages),
         cmocka_unit_test(test_truncated_everywhere),
+        cmocka_unit_test(test_escaped_keys_and_values),
+        cmocka_unit_test(test_key_sets_per_object),
+        cmocka_unit_test(test_many_keys),
+        cmocka_unit_test(test_agrees_with_jansson),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

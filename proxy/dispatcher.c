@@ -197,6 +197,7 @@ struct bg_dispatcher {
     size_t concurrency, read_ahead;
     struct st_map convs, items;
     size_t held, in_flight;
+    size_t incoming; /* read, waiting for their retry state before they are held */
     size_t writing; /* outcome writes sent to Redis and not answered yet */
     h2o_linklist_t ready;
     struct st_conv **heap;
@@ -793,6 +794,7 @@ on_retry_state(bg_redis *redis, redisReply *reply, int err, void *data)
     (void)redis;
     struct st_batch *b = data;
     bg_dispatcher *d = b->d;
+    d->incoming -= b->n;
     for (size_t i = 0; i < b->n; i++) {
         int attempt = 0;
         long long next = 0;
@@ -872,6 +874,7 @@ take_entries(bg_dispatcher *d, const redisReply *list, char *last, size_t lastle
         batch_free(b);
         return;
     }
+    d->incoming += b->n; /* counted against read_ahead until held */
     argv[0] = "HMGET";
     argv[1] = d->stream_retry;
     for (size_t i = 0; i < b->n; i++)
@@ -919,10 +922,10 @@ on_read(bg_redis *redis, redisReply *reply, int err, void *data)
 static void
 maybe_read(bg_dispatcher *d)
 {
-    if (d->stopped || d->reading || !bg_redis_is_ready(d->reader) || d->held >= d->read_ahead ||
-        bg_timer_is_active(&d->read_retry_timer))
+    if (d->stopped || d->reading || !bg_redis_is_ready(d->reader) ||
+        d->held + d->incoming >= d->read_ahead || bg_timer_is_active(&d->read_retry_timer))
         return;
-    size_t room = d->read_ahead - d->held;
+    size_t room = d->read_ahead - d->held - d->incoming;
     char count[16];
     snprintf(count, sizeof(count), "%zu", room < READ_BATCH ? room : READ_BATCH);
     int rc;

@@ -395,7 +395,7 @@ for i, e in ipairs(r) do
 end
 return out"
 stream_order() { # file: the activity ids of the stream, one a line, in stream order
-  local file=$1 cursor=- i out last n
+  local file=$1 cursor=- i out last
   : >"$file"
   for ((i = 0; i < 1000000 / 5000 + 2; i++)); do
     out=$(rcli eval "$ORDER_SCRIPT" 1 "$STREAM" "$cursor" 5000) || die "reading the stream's order failed: $out"

@@ -198,7 +198,7 @@ struct bg_dispatcher {
     struct st_map convs, items;
     size_t held, in_flight;
     size_t incoming; /* read, waiting for their retry state before they are held */
-    size_t writing; /* outcome writes sent to Redis and not answered yet */
+    size_t writing;  /* outcome writes sent to Redis and not answered yet */
     h2o_linklist_t ready;
     struct st_conv **heap;
     size_t heap_n, heap_cap;

@@ -50,7 +50,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ACTIVITY_JSON_FLAGS (BG_JSON_ALLOW_NUL | BG_JSON_INT_AS_REAL | BG_JSON_REJECT_DUPLICATES)
+/* jansson's flags as this file used them, and its NUL quirk (json.h): what it accepted,
+ * botgate still accepts, and nothing more. */
+#define ACTIVITY_JSON_FLAGS                                                                        \
+    (BG_JSON_ALLOW_NUL | BG_JSON_INT_AS_REAL | BG_JSON_REJECT_DUPLICATES | BG_JSON_NUL_QUIRK)
 
 /* The reader's text is at most BG_JSON_ERROR_TEXT (160) bytes and quotes at most 20 bytes
  * of the body ("near '...'"); we keep at most this much of it in our message. */

@@ -21,13 +21,18 @@
  *   - depth: a value nested deeper than max_depth (the top-level value is at depth 1) is
  *     refused; BG_JSON_MAX_DEPTH is jansson's JSON_PARSER_MAX_DEPTH;
  *   - BG_JSON_REJECT_DUPLICATES: a key given twice in any one object (compared after
- *     decoding escapes) is refused.
+ *     decoding escapes) is refused;
+ *   - BG_JSON_NUL_QUIRK: jansson's one quirk that decides acceptance, kept for callers
+ *     that must accept exactly what it does: a NUL byte right after a number or
+ *     true/false/null is skipped and counted nowhere ("[1\0]" is [1]), as jansson's
+ *     stream loses a NUL it un-reads. Without it, such a NUL is refused like any other.
  *
  * The reader never recurses and never writes to the input. It allocates only when a body
  * outgrows its inline buffers (more than 32 keys in the open objects, 16 levels of
  * nesting, 128 bytes of escaped keys); bg_json_free() releases that. Duplicates are found
- * by sorting each object's keys when it closes (O(n log n) in the worst case, whatever the
- * keys), and the error reported is still the first jansson would meet.
+ * when each object closes, in a table for up to 32 keys, by sorting for more (O(n log n)
+ * in the worst case, whatever the keys), and the error reported is still the first jansson
+ * would meet.
  *
  * Use: bg_json_init(); bg_json_value() for the top-level value; for an object,
  * bg_json_member() until it returns 0, reading each member's value with bg_json_value()
@@ -53,6 +58,9 @@ enum {
     /* Not jansson's: only arrays and objects count against max_depth, a scalar may sit one
      * level below the deepest container (the JWT reader's historical limit). */
     BG_JSON_DEPTH_CONTAINERS = 1 << 3,
+    /* jansson 2.14's stream drops a NUL byte it un-reads after a number or literal:
+     * "[1\0]" parses as [1]. Set to accept exactly what jansson accepts. */
+    BG_JSON_NUL_QUIRK = 1 << 4,
 };
 
 typedef enum bg_json_type {

@@ -896,7 +896,7 @@ test_token_over_limit(void **state)
 }
 
 /*
- * The token's JSON reader (policy/auth.c) against jansson with JSON_REJECT_DUPLICATES:
+ * The token's JSON reader (policy/json.c, as policy/auth.c drives it) against jansson with JSON_REJECT_DUPLICATES:
  * each payload below, in a token with a good header, must be refused as malformed exactly
  * when jansson refuses it or it is not an object. Accepted payloads carry no iss, so they
  * stop at bad_issuer.

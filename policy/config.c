@@ -124,6 +124,7 @@ static const struct key keys[] = {
     ROW_STR("redis.url", redis.url, "", check_redis_url, F_SECRET),
     ROW_STR("redis.stream", redis.stream, "botgate:activities", check_nonempty, 0),
     ROW_INT64("redis.maxlen", redis.maxlen, 1, 10000000000LL, 1000000),
+    ROW_INT("redis.failures_maxlen", redis.failures_maxlen, 100, 10000000, 10000),
     ROW_INT("redis.dedupe_ttl_s", redis.dedupe_ttl_s, 1, 2592000, 600),
     ROW_INT("redis.timeout_ms", redis.timeout_ms, 1, 600000, 2000),
     ROW_INT("redis.min_replicas_ack", redis.min_replicas_ack, 0, 16, 0),

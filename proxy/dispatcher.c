@@ -21,6 +21,8 @@
 #include "botgate/delivery.h"
 #include "botgate/entry.h"
 #include "botgate/error.h"
+#include "botgate/failure.h"
+#include "botgate/failures.h"
 #include "botgate/log.h"
 #include "botgate/server.h"
 #include "botgate/timer.h"
@@ -208,6 +210,7 @@ struct bg_dispatcher {
     char claim_cursor[48]; /* XAUTOCLAIM's cursor */
     int reading, claiming, stopped;
     bg_server_metrics *metrics; /* NULL: nothing is counted */
+    bg_failures *failures;      /* NULL: nothing is recorded */
 };
 
 static void pump(bg_dispatcher *d);
@@ -234,6 +237,27 @@ bg_dispatcher_set_metrics(bg_dispatcher *d, bg_server_metrics *metrics)
 {
     d->metrics = metrics;
     bg_metric_set(metrics->deliveries_in_flight, (double)d->in_flight);
+}
+
+void
+bg_dispatcher_set_failures(bg_dispatcher *d, bg_failures *failures)
+{
+    d->failures = failures;
+}
+
+/* A failure record (failures.h) for an entry: target bot.url, the entry's request id. */
+static void
+record_failure(bg_dispatcher *d, const struct st_item *it, const char *cls, const char *detail)
+{
+    if (d->failures == NULL || cls == NULL)
+        return;
+    char request_id[128] = "";
+    if (it->decoded && it->entry.request_id.p != NULL)
+        snprintf(request_id, sizeof(request_id), "%.*s",
+                 (int)(it->entry.request_id.len < sizeof(request_id) - 1 ? it->entry.request_id.len
+                                                                         : sizeof(request_id) - 1),
+                 it->entry.request_id.p);
+    bg_failures_record(d->failures, cls, d->cfg->bot.url, request_id, detail);
 }
 
 static void
@@ -652,6 +676,15 @@ on_delivered(const bg_http_result *res, void *data)
     bg_delivery_decision dec = bg_delivery_decide(
         &d->backoff, it->attempt, &r, (double)rand() / ((double)RAND_MAX + 1), (int64_t)time(NULL));
     count_attempt(d, it, res, dec.action);
+    if (dec.action != BG_DELIVERY_ACK) {
+        char detail[160];
+        if (res->curl_code != CURLE_OK)
+            snprintf(detail, sizeof(detail), "%s", it->last_error);
+        else
+            snprintf(detail, sizeof(detail), "HTTP %ld", res->status);
+        record_failure(d, it, bg_failure_class(res->curl_code, res->status, res->connect_us),
+                       detail);
+    }
     switch (dec.action) {
     case BG_DELIVERY_ACK:
         bg_log_debug("dispatch", "entry %s delivered on attempt %d (HTTP %ld, %" PRId64 " µs)",
@@ -718,6 +751,7 @@ deliver(bg_dispatcher *d, struct st_conv *c)
     if (bg_delivery_token_expired(it->entry.token_exp, (int64_t)time(NULL))) {
         snprintf(it->last_error, sizeof(it->last_error), "the forwarded token expired at %" PRId64,
                  it->entry.token_exp);
+        record_failure(d, it, BG_FAILURE_TOKEN_EXPIRED, it->last_error);
         record_dead(d, it, BG_DEAD_TOKEN_EXPIRED);
         release_head(d, c);
         return;

@@ -21,6 +21,8 @@
 #include "botgate/delivery.h"
 #include "botgate/entry.h"
 #include "botgate/error.h"
+#include "botgate/failure.h"
+#include "botgate/failures.h"
 #include "botgate/log.h"
 #include "botgate/request.h"
 #include "botgate/server.h"
@@ -82,8 +84,11 @@ log_unavailable(int err)
         suppressed++;
         return;
     }
-    bg_log_warn("ingress", "answering 503 %s: %s (%lu more in the last second)", bg_error_code(err),
-                bg_strerror(err), suppressed);
+    /* failure class "redis" (failure.h): logged, never recorded in <stream>:failures,
+     * which lives in the Redis that just failed */
+    bg_log_warn("ingress",
+                "answering 503 %s (failure class redis): %s (%lu more in the last second)",
+                bg_error_code(err), bg_strerror(err), suppressed);
     last = now;
     suppressed = 0;
 }
@@ -208,6 +213,16 @@ on_sync_answer(const bg_http_result *res, void *data)
     bg_metric_inc(res->curl_code == CURLE_OK                   ? m->sync_answered
                   : res->curl_code == CURLE_OPERATION_TIMEDOUT ? m->sync_timeout
                                                                : m->sync_unreachable);
+    const char *cls = bg_failure_class(res->curl_code, res->status, res->connect_us);
+    if (cls != NULL) {
+        char detail[160];
+        if (res->curl_code != CURLE_OK)
+            snprintf(detail, sizeof(detail), "%s", res->error);
+        else
+            snprintf(detail, sizeof(detail), "HTTP %ld", res->status);
+        bg_failures_record(op->server->failures, cls, op->server->cfg->bot.url, op->request_id,
+                           detail);
+    }
     if (req != NULL) {
         if (res->curl_code == CURLE_OPERATION_TIMEDOUT) {
             bg_log_warn("ingress", "synchronous %s: the bot missed the %s deadline", op->act.type,

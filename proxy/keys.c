@@ -7,6 +7,8 @@
  */
 #include "botgate/keys.h"
 #include "botgate/error.h"
+#include "botgate/failure.h"
+#include "botgate/failures.h"
 #include "botgate/log.h"
 #include "botgate/timer.h"
 
@@ -52,6 +54,7 @@ struct bg_keys {
     bg_keys_change_cb change_cb;
     void *change_data;
     bg_keys_stats stats;
+    bg_failures *failures; /* NULL: failed fetches are only logged */
 };
 
 static void fetch(struct st_source *src);
@@ -96,6 +99,12 @@ fetch_failed(struct st_source *src, const char *url, const bg_http_result *res, 
         snprintf(detail, sizeof(detail), "%s", res->error);
     else
         snprintf(detail, sizeof(detail), "HTTP %ld", res->status);
+    /* A failed call is recorded; an answer that came and could not be used (why) is
+     * not an upstream failure of any class, and is only logged. */
+    if (why == NULL)
+        bg_failures_record(keys->failures,
+                           bg_failure_class(res->curl_code, res->status, res->connect_us), url,
+                           NULL, detail);
     bg_log_warn("auth", "%s keys: fetching %s failed: %s; %s, retry in %d s", src->name, url,
                 detail, src->set != NULL ? "keeping the keys held" : "no keys yet",
                 src->retry_ms / 1000);
@@ -240,6 +249,12 @@ bg_keys_set_change_cb(bg_keys *keys, bg_keys_change_cb cb, void *data)
 {
     keys->change_cb = cb;
     keys->change_data = data;
+}
+
+void
+bg_keys_set_failures(bg_keys *keys, bg_failures *failures)
+{
+    keys->failures = failures;
 }
 
 void

@@ -3,6 +3,7 @@
  *
  *   botgate serve [-c FILE]   run the sidecar (configuration: FILE, then the environment)
  *   botgate dlq list|replay|drop ...   the dead-letter stream (proxy/dlq.c)
+ *   botgate failures [--since D] ...   recent upstream failures (proxy/failures_cli.c)
  *   botgate version           print the version
  *
  * Exit status: 0 after an orderly stop, 2 for a bad command line or configuration (the
@@ -13,6 +14,7 @@
 #include "botgate/devcert.h"
 #include "botgate/dlq.h"
 #include "botgate/error.h"
+#include "botgate/failures.h"
 #include "botgate/log.h"
 #include "botgate/private_redis.h"
 #include "botgate/server.h"
@@ -33,6 +35,7 @@ usage(FILE *out)
                  "       botgate dlq list [--limit N] [--json] [-c FILE]\n"
                  "       botgate dlq replay ID|--all [-c FILE]\n"
                  "       botgate dlq drop ID|--all [-c FILE]\n"
+                 "       botgate failures [--since DURATION] [--limit N] [--json] [-c FILE]\n"
                  "       botgate version\n"
                  "\n"
                  "serve    run the sidecar; FILE is YAML (see conf/botgate.yaml), and every\n"
@@ -41,6 +44,8 @@ usage(FILE *out)
                  "         (dispatcher), or both (all, the default)\n"
                  "dlq      list, replay (back to the queue) or drop dead-lettered activities\n"
                  "         (botgate dlq help)\n"
+                 "failures recent failed calls to the bot and the key endpoints, newest first,\n"
+                 "         with a summary per class (botgate failures help)\n"
                  "version  print the version\n");
 }
 
@@ -148,6 +153,8 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[1], "dlq") == 0)
         return bg_dlq_run(argc - 2, argv + 2, environ);
+    if (strcmp(argv[1], "failures") == 0)
+        return bg_failures_run(argc - 2, argv + 2, environ);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("botgate %s\n", BOTGATE_VERSION);
         return 0;

@@ -15,6 +15,7 @@
 #include "botgate/server.h"
 #include "botgate/dispatcher.h"
 #include "botgate/error.h"
+#include "botgate/failures.h"
 #include "botgate/log.h"
 
 #include <errno.h>
@@ -235,6 +236,7 @@ setup_auth(bg_server *s, const bg_config *cfg, char *err, size_t errlen)
         (s->token_cache = bg_token_cache_new((size_t)cfg->auth.token_cache_entries)) == NULL)
         return 1;
     bg_keys_set_change_cb(s->keys, on_keys_changed, s);
+    bg_keys_set_failures(s->keys, s->failures);
     return 0;
 }
 
@@ -380,8 +382,16 @@ bg_server_run(const bg_config *cfg, bg_role role, const char *cert_file, const c
         status = 2;
         goto out;
     }
-    if (s->dispatcher != NULL)
+    if ((s->failures = bg_failures_new(s->redis, cfg->redis.stream, cfg->redis.failures_maxlen)) ==
+        NULL) {
+        bg_log_error("server", "out of memory");
+        status = 1;
+        goto out;
+    }
+    if (s->dispatcher != NULL) {
         bg_dispatcher_set_metrics(s->dispatcher, &s->metrics);
+        bg_dispatcher_set_failures(s->dispatcher, s->failures);
+    }
     if ((status = setup_auth(s, cfg, err, sizeof(err))) != 0) {
         bg_log_error("server", "%s", err[0] != '\0' ? err : "out of memory");
         goto out;
@@ -438,6 +448,8 @@ out:
     /* after the shared connection: its last answers may still reach the dispatcher */
     bg_dispatcher_free(s->dispatcher);
     s->dispatcher = NULL;
+    bg_failures_free(s->failures); /* after its users; its writes carry no pointer to it */
+    s->failures = NULL;
     bg_http_free(s->http);
     s->http = NULL;
     bg_queue_free(s->queue);

@@ -61,6 +61,7 @@ typedef struct bg_config {
         char *url; /* redis://host:port/db, unix:///path; empty = private redis-server */
         char *stream;
         long long maxlen;
+        int failures_maxlen; /* <stream>:failures keeps about this many (failures.h) */
         int dedupe_ttl_s;
         int timeout_ms;
         int min_replicas_ack;

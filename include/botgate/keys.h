@@ -32,6 +32,9 @@ typedef void (*bg_keys_change_cb)(bg_keys *keys, void *data);
 
 bg_keys *bg_keys_new(h2o_loop_t *loop, bg_http *http, const bg_config *cfg);
 void bg_keys_set_change_cb(bg_keys *keys, bg_keys_change_cb cb, void *data);
+/* Where failed fetches are recorded (failures.h); NULL (the default): nowhere. */
+struct bg_failures;
+void bg_keys_set_failures(bg_keys *keys, struct bg_failures *failures);
 void bg_keys_start(bg_keys *keys);
 
 /* The current key sets; NULL when none was ever fetched (emulator: or not allowed). */

@@ -110,7 +110,8 @@ typedef struct bg_server {
     uint64_t id_prefix; /* random, per process: request ids are unique across pods */
     uint64_t id_counter;
     bg_server_metrics metrics;
-    bg_timer cert_timer; /* logs the certificate's days left, daily */
+    struct bg_failures *failures; /* <stream>:failures (failures.h) */
+    bg_timer cert_timer;          /* logs the certificate's days left, daily */
 } bg_server;
 
 /* The server a request belongs to: its h2o context is the one in bg_server. */
@@ -156,6 +157,8 @@ void bg_admin_count_redis_error(bg_server_metrics *metrics, int err);
 /* Where the dispatcher counts its attempts, outcomes and times (dispatcher.c; declared
  * here, with the struct it takes, to keep dispatcher.h free of server.h). */
 void bg_dispatcher_set_metrics(struct bg_dispatcher *d, bg_server_metrics *metrics);
+/* Where failed attempts are recorded (failures.h); NULL (the default): nowhere. */
+void bg_dispatcher_set_failures(struct bg_dispatcher *d, struct bg_failures *failures);
 
 /* Answers req with the JSON error of err ({"error":{"code":..,"message":..}}); detail,
  * when not NULL, replaces the table's sentence (it must not contain request bytes). */

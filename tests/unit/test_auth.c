@@ -896,10 +896,10 @@ test_token_over_limit(void **state)
 }
 
 /*
- * The token's JSON reader (policy/json.c, as policy/auth.c drives it) against jansson with JSON_REJECT_DUPLICATES:
- * each payload below, in a token with a good header, must be refused as malformed exactly
- * when jansson refuses it or it is not an object. Accepted payloads carry no iss, so they
- * stop at bad_issuer.
+ * The token's JSON reader (policy/json.c, as policy/auth.c drives it) against jansson with
+ * JSON_REJECT_DUPLICATES: each payload below, in a token with a good header, must be refused as
+ * malformed exactly when jansson refuses it or it is not an object. Accepted payloads carry no iss,
+ * so they stop at bad_issuer.
  */
 static int
 verify_raw_payload(const char *payload, size_t len)

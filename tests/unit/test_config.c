@@ -70,6 +70,7 @@ dump(const bg_config *c, char *out, size_t len)
     put(out, len, "redis.url=%s\n", c->redis.url);
     put(out, len, "redis.stream=%s\n", c->redis.stream);
     put(out, len, "redis.maxlen=%lld\n", c->redis.maxlen);
+    put(out, len, "redis.failures_maxlen=%d\n", c->redis.failures_maxlen);
     put(out, len, "redis.dedupe_ttl_s=%d\n", c->redis.dedupe_ttl_s);
     put(out, len, "redis.timeout_ms=%d\n", c->redis.timeout_ms);
     put(out, len, "redis.min_replicas_ack=%d\n", c->redis.min_replicas_ack);
@@ -123,6 +124,7 @@ static const char defaults_dump[] =
     "redis.url=\n"
     "redis.stream=botgate:activities\n"
     "redis.maxlen=1000000\n"
+    "redis.failures_maxlen=10000\n"
     "redis.dedupe_ttl_s=600\n"
     "redis.timeout_ms=2000\n"
     "redis.min_replicas_ack=0\n"
@@ -183,6 +185,7 @@ static const char all_keys_block[] =
     "  url: redis://redis.test:6380/2\n"
     "  stream: stream-1\n"
     "  maxlen: 5000000000\n"
+    "  failures_maxlen: 500\n"
     "  dedupe_ttl_s: 120\n"
     "  timeout_ms: 500\n"
     "  min_replicas_ack: 1\n"
@@ -237,7 +240,7 @@ static const char all_keys_flow[] =
     "        emulator_openid_metadata_url: 'https://emulator.test/openid',\n"
     "        token_cache_entries: 5},\n"
     " redis: {url: 'redis://redis.test:6380/2', stream: stream-1, maxlen: 5000000000,\n"
-    "         dedupe_ttl_s: 120, timeout_ms: 500, min_replicas_ack: 1,\n"
+    "         failures_maxlen: 500, dedupe_ttl_s: 120, timeout_ms: 500, min_replicas_ack: 1,\n"
     "         sentinels: ['s1.test:26379', '[fd00::1]:26379'], master_name: mymaster},\n"
     " bot: {url: 'https://bot.test/api/messages', timeout_s: 30, concurrency: 4,\n"
     "       max_attempts: 3, backoff_initial_ms: 200, backoff_max_ms: 20000,\n"
@@ -274,6 +277,7 @@ static char *const all_keys_env[] = {
     "BOTGATE_REDIS_URL=redis://redis.test:6380/2",
     "BOTGATE_REDIS_STREAM=stream-1",
     "BOTGATE_REDIS_MAXLEN=5000000000",
+    "BOTGATE_REDIS_FAILURES_MAXLEN=500",
     "BOTGATE_REDIS_DEDUPE_TTL_S=120",
     "BOTGATE_REDIS_TIMEOUT_MS=500",
     "BOTGATE_REDIS_MIN_REPLICAS_ACK=1",
@@ -346,7 +350,7 @@ assert_every_line_differs(const char *a, const char *b)
         lines++;
     }
     assert_int_equal(*a, *b);
-    assert_int_equal(lines, 48); /* every key in the table */
+    assert_int_equal(lines, 49); /* every key in the table */
 }
 
 /* ---- defaults ----------------------------------------------------------------------- */
@@ -467,6 +471,7 @@ test_env_overrides_every_file_key(void **state)
                               "BOTGATE_REDIS_URL=",
                               "BOTGATE_REDIS_STREAM=botgate:activities",
                               "BOTGATE_REDIS_MAXLEN=1000000",
+                              "BOTGATE_REDIS_FAILURES_MAXLEN=10000",
                               "BOTGATE_REDIS_DEDUPE_TTL_S=600",
                               "BOTGATE_REDIS_TIMEOUT_MS=2000",
                               "BOTGATE_REDIS_MIN_REPLICAS_ACK=0",
@@ -967,6 +972,7 @@ test_numeric_ranges(void **state)
         {"auth.jwks_refresh_s", "BOTGATE_AUTH_JWKS_REFRESH_S", 60, 604800},
         {"auth.token_cache_entries", "BOTGATE_AUTH_TOKEN_CACHE_ENTRIES", 0, 1000000},
         {"redis.maxlen", "BOTGATE_REDIS_MAXLEN", 1, 10000000000LL},
+        {"redis.failures_maxlen", "BOTGATE_REDIS_FAILURES_MAXLEN", 100, 10000000},
         {"redis.dedupe_ttl_s", "BOTGATE_REDIS_DEDUPE_TTL_S", 1, 2592000},
         {"redis.timeout_ms", "BOTGATE_REDIS_TIMEOUT_MS", 1, 600000},
         {"redis.min_replicas_ack", "BOTGATE_REDIS_MIN_REPLICAS_ACK", 0, 16},

@@ -48,6 +48,7 @@ struct st_ingress_op {
     size_t token_len;
     int waited_for_keys; /* each kind of wait happens at most once per request */
     int64_t token_exp;
+    int64_t received_at_us; /* wall clock when the handler took the request */
     char request_id[65];
 };
 
@@ -147,13 +148,12 @@ slice_of(const char *s)
 
 static void
 fill_entry(bg_entry *e, h2o_req_t *req, const bg_activity *act, const char *request_id,
-           int64_t token_exp)
+           int64_t token_exp, int64_t received_at_us)
 {
     memset(e, 0, sizeof(*e));
     e->version = BG_ENTRY_VERSION;
     e->request_id = slice_of(request_id);
-    e->received_at_us =
-        (int64_t)req->processed_at.at.tv_sec * 1000000 + req->processed_at.at.tv_usec;
+    e->received_at_us = received_at_us;
     e->activity_id = slice_of(act->id);
     e->type = slice_of(act->type);
     e->channel_id = slice_of(act->channel_id);
@@ -306,7 +306,7 @@ enqueue(struct st_ingress_op *op)
 {
     h2o_req_t *req = op->req;
     bg_entry entry;
-    fill_entry(&entry, req, &op->act, op->request_id, op->token_exp);
+    fill_entry(&entry, req, &op->act, op->request_id, op->token_exp, op->received_at_us);
     char *buf = NULL;
     size_t buflen = 0;
     int rc = bg_entry_encode(&entry, &buf, &buflen);
@@ -541,6 +541,11 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     op->refs = 1; /* the request's */
     op->token = token;
     op->token_len = token_len;
+    /* The wall clock, not h2o's processed_at: that is the loop's cached time, which can be
+     * from before this request arrived. */
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    op->received_at_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
     memcpy(op->request_id, request_id, sizeof(request_id));
     ref->op = op;
 

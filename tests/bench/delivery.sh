@@ -60,18 +60,11 @@ COMMAND+=" BENCH_DELIVERY_SLOW_CONCURRENCY=$SLOW_CONC BENCH_DELIVERY_SLOW_DELAY_
 COMMAND+=" BENCH_DELIVERY_SLOW_SKIP_S=$SLOW_SKIP BENCH_DELIVERY_CASES=\"$CASES\" BENCH_FSYNC=$FSYNC"
 COMMAND+=" BENCH_LOAD_CONNECTIONS=$LOAD_CONNS bash tests/bench/delivery.sh"
 
-log() { printf '[bench-delivery %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-FAIL_MSG=""
-die() {
-  FAIL_MSG="bench-delivery: FAIL: $*"
-  printf '%s\n' "$FAIL_MSG" >&2
-  exit 1
-}
+BENCH_NAME=bench-delivery
+# shellcheck source=tests/bench/lib.sh
+source "$BENCH_DIR/lib.sh"
 
 # --- arguments -----------------------------------------------------------------------
-int_in() {
-  if ! [[ $2 =~ ^[0-9]+$ ]] || (($2 < $3 || $2 > $4)); then die "$1=$2: want an integer in [$3, $4]"; fi
-}
 # redis.maxlen defaults to 1,000,000: more would be refused queue_full.
 int_in BENCH_DELIVERY_N "$N" 1 1000000
 int_in BENCH_DELIVERY_CONVS "$CONVS" 1 999999
@@ -95,112 +88,13 @@ for c in $CASES; do
 done
 ((want_fast + want_slow > 0)) || die "BENCH_DELIVERY_CASES is empty"
 
-for tool in wrk redis-server redis-cli curl awk; do
-  command -v "$tool" >/dev/null || die "$tool not found: run 'bash scripts/deps.sh bench' (as root) first"
-done
+need_tools wrk redis-server redis-cli curl awk
 [[ -x $BIN ]] || die "$BIN not found or not executable: build it first ('make build'; 'make bench-delivery' builds), or set BOTGATE_BIN"
 [[ -x $BOT ]] || die "$BOT not found or not executable: 'make build' builds it (tests/tools/slow_bot.c), or set SLOW_BOT_BIN"
 
-# --- processes: every one started here is stopped on exit, whatever the exit ----------
-TMP=$(mktemp -d /tmp/botgate-bench-delivery.XXXXXX)
-PIDS=()
-FAILED=1
-STOP_RC=0
-
-stop_pid() { # pid [seconds]: TERM, then KILL after the grace period; forgets the pid; STOP_RC = its status
-  local pid=$1 grace=${2:-10} i
-  STOP_RC=0
-  # Only a child not yet reaped is signalled (a reaped one's pid may belong to another
-  # process by now), and the pid leaves PIDS either way.
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < grace * 10; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && { log "pid $pid ignored SIGTERM for ${grace}s: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; }
-  fi
-  wait "$pid" 2>/dev/null || STOP_RC=$?
-  local keep=() p
-  for p in "${PIDS[@]+"${PIDS[@]}"}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
-  PIDS=("${keep[@]+"${keep[@]}"}")
-}
-
-cleanup() {
-  local rc=$? pid
-  trap - EXIT INT TERM
-  for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$pid" 5; done
-  if ((FAILED)) && [[ -d $TMP ]]; then
-    local f
-    for f in "$TMP"/*.log; do
-      [[ -s $f ]] || continue
-      printf '\n--- last lines of %s ---\n' "${f##*/}" >&2
-      tail -n 15 "$f" >&2
-    done
-    if [[ -n $FAIL_MSG ]]; then printf '\n%s\n' "$FAIL_MSG" >&2; fi
-  fi
-  if [[ $KEEP == 1 ]]; then
-    log "kept $TMP"
-  else
-    rm -rf "$TMP"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-start_bg() { # name command...: starts command in the background, its output in TMP/name.log
-  local name=$1
-  shift
-  "$@" >"$TMP/$name.log" 2>&1 &
-  PIDS+=("$!")
-  LAST_PID=$!
-}
-
-port_in_use() {
-  if command -v ss >/dev/null; then
-    [[ -n $(ss -Htan "( sport = :$1 )" 2>/dev/null) ]]
-  else
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-  fi
-}
-NEXT_PORT=$PORT_BASE
-pick_port() { # sets PORT to the next free port from NEXT_PORT on
-  local i
-  for ((i = 0; i < 500; i++)); do
-    PORT=$NEXT_PORT
-    NEXT_PORT=$((NEXT_PORT + 1))
-    port_in_use "$PORT" || return 0
-  done
-  die "no free port in $PORT_BASE..$NEXT_PORT"
-}
-
-wait_http() { # pid url seconds: until url answers 200, while pid lives
-  local pid=$1 url=$2 secs=$3 i code
-  for ((i = 0; i < secs * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 1
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" 2>/dev/null || true)
-    [[ $code == 200 ]] && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-cpu_ticks() { # pid: utime + stime of all its threads, in clock ticks
-  local s
-  s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-  s=${s##*) }
-  awk '{print $12 + $13}' <<<"$s"
-}
-machine_jiffies() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit}' /proc/stat; } # busy total
-busy_pct() { # "busy total" before, after: the machine's CPU use between them, 100 = every core
-  awk -v a="$1" -v b="$2" 'BEGIN {split(a, x, " "); split(b, y, " "); t = y[2] - x[2]; printf "%.0f", (t > 0 ? 100 * (y[1] - x[1]) / t : 0)}'
-}
-vm_hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# --- processes: every one started here is stopped on exit, whatever the exit (lib.sh) --
+bench_tmp botgate-bench-delivery
 now_us() { echo "${EPOCHREALTIME/./}"; } # CLOCK_REALTIME, as slow_bot's t_us
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
-CLK_TCK=$(getconf CLK_TCK)
 HAVE_SS=0
 command -v ss >/dev/null && HAVE_SS=1
 cpu_pct() { # ticks µs: CPU % over that wall time, 100 = one core
@@ -210,32 +104,12 @@ cpu_pct() { # ticks µs: CPU % over that wall time, 100 = one core
 # --- redis -----------------------------------------------------------------------------
 log "work dir $TMP"
 REDIS_SOCK=$TMP/redis.sock
-rcli() { redis-cli -s "$REDIS_SOCK" "$@"; }
 mkdir -p "$TMP/redis" "$TMP/state" "$TMP/bot"
 # appendfsync always: the ingress' 202 and the dispatcher's acknowledgement both mean "on
 # disk" (BENCH_FSYNC=everysec shows what that costs). No automatic AOF rewrite inside a
 # measurement: the data set is flushed and the AOF rewritten between the cases instead.
-start_bg redis redis-server --port 0 --unixsocket "$REDIS_SOCK" --unixsocketperm 700 \
-  --dir "$TMP/redis" --appendonly yes --appendfsync "$FSYNC" --save "" \
-  --auto-aof-rewrite-percentage 0 --daemonize no --logfile ""
-REDIS_PID=$LAST_PID
-for ((i = 0; i < 100; i++)); do
-  [[ $(rcli ping 2>/dev/null) == PONG ]] && break
-  kill -0 "$REDIS_PID" 2>/dev/null || die "redis-server exited at start"
-  sleep 0.1
-done
-[[ $(rcli ping 2>/dev/null) == PONG ]] || die "redis-server did not answer PING within 10 s"
+start_redis
 
-redis_reset() { # empty data set, small AOF, no rewrite in flight
-  local i
-  rcli flushall >/dev/null
-  rcli bgrewriteaof >/dev/null
-  for ((i = 0; i < 600; i++)); do
-    rcli info persistence | grep -Eq '^aof_rewrite_(in_progress|scheduled):1' || return 0
-    sleep 0.1
-  done
-  die "redis AOF rewrite still running after 60 s"
-}
 xlen() { rcli xlen "$1" 2>/dev/null || echo -1; }
 xpending() { # the group's pending count; -1 while the group does not exist
   local out
@@ -252,12 +126,7 @@ bot_file() { # name content: written through a temporary name and renamed (slow_
 bot_file delay_ms 0
 start_bg slow_bot "$BOT" --dir "$BOT_DIR" --port 0 --listen 127.0.0.1 --quiet
 BOT_PID=$LAST_PID
-for ((i = 0; i < 100; i++)); do
-  [[ -s $BOT_DIR/ready ]] && break
-  kill -0 "$BOT_PID" 2>/dev/null || die "slow_bot exited at start (see slow_bot.log)"
-  sleep 0.1
-done
-[[ -s $BOT_DIR/ready ]] || die "slow_bot did not write $BOT_DIR/ready within 10 s"
+wait_ready_file "$BOT_PID" "$BOT_DIR/ready" 10 slow_bot slow_bot.log
 BOT_PORT=$(head -n 1 "$BOT_DIR/ready")
 [[ $BOT_PORT =~ ^[0-9]+$ ]] || die "slow_bot's ready file says '$BOT_PORT'"
 BOT_URL=http://127.0.0.1:$BOT_PORT/api/messages
@@ -673,11 +542,7 @@ run_case() { # case n convs concurrency delay_ms
 }
 
 # --- run ---------------------------------------------------------------------------------
-LOAD_START=$(loadavg)
-m0=$(machine_jiffies)
-sleep 1
-BUSY_BEFORE=$(busy_pct "$m0" "$(machine_jiffies)")
-((BUSY_BEFORE < 15)) || log "warning: the machine was ${BUSY_BEFORE}% busy before the benchmark started: expect noise"
+measure_busy_before
 log "command: $COMMAND"
 if ((want_fast)); then run_case fast "$N" "$CONVS" "$CONC" 0; fi
 if ((want_slow)); then run_case slow "$SLOW_N" "$SLOW_CONVS" "$SLOW_CONC" "$SLOW_DELAY"; fi
@@ -696,12 +561,7 @@ for r in "${RESULTS[@]}"; do
   SLOW_VERDICT=$(awk -v x="$SLOW_RATIO" -v m="$TARGET_SHARE" 'BEGIN {print ((x >= 1 - m && x <= 1 + m) ? "PASS" : "MISS")}')
 done
 
-DATE=$(date '+%Y-%m-%d %H:%M:%S %Z')
-CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-MEM=$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
-FS=$(df -PT "$TMP" | awk 'NR == 2 {print $2}')
-V_REDIS=$(redis-server --version)
-V_WRK=$(wrk -v 2>&1 | head -n 1 || true)
+machine_facts
 V_BOTGATE=$(timeout 5 "$BIN" version 2>&1 | head -n 1 || echo "(botgate version failed)")
 
 report() {
@@ -775,13 +635,7 @@ report() {
   echo "- CPU %: CPU time during the dispatcher's run ÷ its wall time, 100 = one core; machine CPU: all cores, 100 = every core busy."
 }
 
-mkdir -p "$BENCH_DIR/results"
-OUT=$BENCH_DIR/results/delivery-$(date +%Y-%m-%dT%H%M%S).md
-report >"$OUT"
-echo
-cat "$OUT"
-echo
-echo "written to ${OUT#"$ROOT"/}"
+publish_report delivery-
 echo "command: $COMMAND"
 if [[ -n $SLOW_VERDICT ]]; then
   log "slow case: $(field "${RESULTS[-1]}" steady_rate)/s against the bound ${SLOW_BOUND}/s: ratio $SLOW_RATIO (target 0.90-1.10): $SLOW_VERDICT"

@@ -46,18 +46,11 @@ COMMAND+=" BENCH_CONNECTIONS=$CONNS BENCH_TARGETS=\"$TARGETS\""
 [[ -n ${BENCH_FRESH_MARGIN:-} ]] && COMMAND+=" BENCH_FRESH_MARGIN=$FRESH_MARGIN"
 COMMAND+=" bash tests/bench/run.sh"
 
-log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-FAIL_MSG=""
-die() {
-  FAIL_MSG="bench: FAIL: $*"
-  printf '%s\n' "$FAIL_MSG" >&2
-  exit 1
-}
+BENCH_NAME=bench
+# shellcheck source=tests/bench/lib.sh
+source "$BENCH_DIR/lib.sh"
 
 # --- arguments -----------------------------------------------------------------------
-int_in() {
-  if ! [[ $2 =~ ^[0-9]+$ ]] || (($2 < $3 || $2 > $4)); then die "$1=$2: want an integer in [$3, $4]"; fi
-}
 int_in BENCH_SECONDS "$SECS" 1 600
 int_in BENCH_WARMUP "$WARMUP" 0 120
 int_in BENCH_ROUNDS "$ROUNDS" 1 25
@@ -84,9 +77,7 @@ want_auth=$((want_reused || want_fresh))
 want_botgate=$((want_off || want_auth))
 ((want_nginx + want_botgate > 0)) || die "BENCH_TARGETS is empty"
 
-for tool in wrk nginx redis-server redis-cli openssl curl; do
-  command -v "$tool" >/dev/null || die "$tool not found: run 'bash scripts/deps.sh bench' (as root) first"
-done
+need_tools wrk nginx redis-server redis-cli openssl curl
 if ((want_botgate)); then
   [[ -x $BIN ]] || die "$BIN not found or not executable: build it first ('make build', or 'cmake -S . -B build && cmake --build build'), or set BOTGATE_BIN; BENCH_TARGETS=nginx runs the nginx half alone"
 fi
@@ -102,100 +93,9 @@ CHANNEL_ID=$(grep -o '"channelId":"[^"]*"' "$LUA" | head -n 1 | sed 's/^"channel
 [[ $CHANNEL_ID == msteams ]] || die "$LUA sends channelId '$CHANNEL_ID': the fake Connector's key endorses msteams (and webchat, directline, test); the benchmark assumes msteams"
 APP_ID=bench-app
 
-# --- processes: every one started here is stopped on exit, whatever the exit ----------
-TMP=$(mktemp -d /tmp/botgate-bench.XXXXXX)
-PIDS=()
-FAILED=1
-
-stop_pid() { # pid [seconds]: TERM, then KILL after the grace period; forgets the pid
-  local pid=$1 grace=${2:-10} i
-  # Only a child not yet reaped is signalled (a reaped one's pid may belong to another
-  # process by now), and the pid leaves PIDS either way.
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < grace * 10; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && { log "pid $pid ignored SIGTERM for ${grace}s: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; }
-  fi
-  wait "$pid" 2>/dev/null || true
-  local keep=() p
-  for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
-  PIDS=("${keep[@]+"${keep[@]}"}")
-}
-
-cleanup() {
-  local rc=$? pid
-  trap - EXIT INT TERM
-  for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$pid" 5; done
-  if ((FAILED)) && [[ -d $TMP ]]; then
-    local f
-    for f in "$TMP"/*.log; do
-      [[ -s $f ]] || continue
-      printf '\n--- last lines of %s ---\n' "${f##*/}" >&2
-      tail -n 15 "$f" >&2
-    done
-    if [[ -n $FAIL_MSG ]]; then printf '\n%s\n' "$FAIL_MSG" >&2; fi
-  fi
-  if [[ $KEEP == 1 ]]; then
-    log "kept $TMP"
-  else
-    rm -rf "$TMP"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-start_bg() { # name command...: starts command in the background, its output in TMP/name.log
-  local name=$1
-  shift
-  "$@" >"$TMP/$name.log" 2>&1 &
-  PIDS+=("$!")
-  LAST_PID=$!
-}
-
-port_in_use() {
-  if command -v ss >/dev/null; then
-    [[ -n $(ss -Htan "( sport = :$1 )" 2>/dev/null) ]]
-  else
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-  fi
-}
-NEXT_PORT=$PORT_BASE
-pick_port() { # sets PORT to the next free port from NEXT_PORT on
-  local i
-  for ((i = 0; i < 500; i++)); do
-    PORT=$NEXT_PORT
-    NEXT_PORT=$((NEXT_PORT + 1))
-    port_in_use "$PORT" || return 0
-  done
-  die "no free port in $PORT_BASE..$NEXT_PORT"
-}
-
-wait_http() { # pid url seconds: until url answers 200, while pid lives
-  local pid=$1 url=$2 secs=$3 i code
-  for ((i = 0; i < secs * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 1
-    code=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 1 "$url" 2>/dev/null || true)
-    [[ $code == 200 ]] && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-cpu_ticks() { # pid: utime + stime of all its threads, in clock ticks
-  local s
-  s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-  s=${s##*) }
-  awk '{print $12 + $13}' <<<"$s"
-}
-machine_jiffies() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit}' /proc/stat; } # busy total
-vm_hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# --- processes: every one started here is stopped on exit, whatever the exit (lib.sh) --
+bench_tmp botgate-bench
 now_ns() { date +%s%N; }
-CLK_TCK=$(getconf CLK_TCK)
 
 # --- the shared pieces: certificate, ports, redis -----------------------------------
 log "work dir $TMP"
@@ -211,7 +111,6 @@ pick_port; BOTGATE_PLAIN=$PORT
 pick_port; BOT_PORT=$PORT # nothing listens here: botgate's dispatcher finds its bot down
 
 REDIS_SOCK=$TMP/redis.sock
-rcli() { redis-cli -s "$REDIS_SOCK" "$@"; }
 if ((want_botgate)); then
   mkdir -p "$TMP/redis" "$TMP/state"
   # appendfsync always: botgate's 202 means "stored"; with `always` it also means "on
@@ -219,16 +118,7 @@ if ((want_botgate)); then
   # loss runs. BENCH_FSYNC=everysec shows the cost of that promise. Automatic AOF
   # rewrites are off so that no fork lands inside one measurement: the data set is
   # flushed and the AOF rewritten between botgate runs instead, when nothing is measured.
-  start_bg redis redis-server --port 0 --unixsocket "$REDIS_SOCK" --unixsocketperm 700 \
-    --dir "$TMP/redis" --appendonly yes --appendfsync "$FSYNC" --save "" \
-    --auto-aof-rewrite-percentage 0 --daemonize no --logfile ""
-  REDIS_PID=$LAST_PID
-  for ((i = 0; i < 100; i++)); do
-    [[ $(rcli ping 2>/dev/null) == PONG ]] && break
-    kill -0 "$REDIS_PID" 2>/dev/null || die "redis-server exited at start"
-    sleep 0.1
-  done
-  [[ $(rcli ping 2>/dev/null) == PONG ]] || die "redis-server did not answer PING within 10 s"
+  start_redis
 fi
 
 # The fake Connector: login.botframework.com on loopback, its own CA and signing key
@@ -247,12 +137,7 @@ if ((want_auth)); then
   mkdir -p "$FC_DIR"
   start_bg connector "$FC" serve --dir "$FC_DIR" --port 0
   FC_PID=$LAST_PID
-  for ((i = 0; i < 300; i++)); do
-    [[ -s $FC_DIR/ready ]] && break
-    kill -0 "$FC_PID" 2>/dev/null || die "fake_connector exited at start (see connector.log)"
-    sleep 0.1
-  done
-  [[ -s $FC_DIR/ready ]] || die "fake_connector did not write $FC_DIR/ready within 30 s"
+  wait_ready_file "$FC_PID" "$FC_DIR/ready" 30 fake_connector connector.log
   FC_PORT=$(head -n 1 "$FC_DIR/ready")
   [[ $(curl -s -o /dev/null -w '%{http_code}' --cacert "$FC_DIR/ca.pem" --max-time 5 "https://127.0.0.1:$FC_PORT/stats") == 200 ]] ||
     die "fake_connector on port $FC_PORT does not answer GET /stats over HTTPS with its CA"
@@ -293,16 +178,6 @@ pool_ensure() { # tokens: mint until the pool holds at least that many
   log "  $(awk -v n="$((per * jobs))" -v ns="$(($(now_ns) - t0))" 'BEGIN {printf "%d tokens in %.1f s (%.0f/s)", n, ns / 1e9, n / (ns / 1e9)}')"
 }
 
-redis_reset() { # empty data set, small AOF, no rewrite in flight
-  local i
-  rcli flushall >/dev/null
-  rcli bgrewriteaof >/dev/null
-  for ((i = 0; i < 600; i++)); do
-    rcli info persistence | grep -Eq '^aof_rewrite_(in_progress|scheduled):1' || return 0
-    sleep 0.1
-  done
-  die "redis AOF rewrite still running after 60 s"
-}
 stream_added() { # entries ever added to the stream (trimming does not lower it)
   local out
   # The reply holds the first and last entries, binary: keep only the text lines.
@@ -546,7 +421,7 @@ run_one() { # round server proto [off|reused|fresh]
   c1=$(cpu_ticks "$SERVER_PID")
   # All cores together, 100 = every core busy: near 100, client, server (and Redis) compete.
   local mcpu
-  mcpu=$(awk -v a="$m0" -v b="$m1" 'BEGIN {split(a, x, " "); split(b, y, " "); t = y[2] - x[2]; v = t > 0 ? 100 * (y[1] - x[1]) / t : 0; printf "%.0f", v}')
+  mcpu=$(busy_pct "$m0" "$m1")
   # Server and Redis CPU over wrk's own measured duration: outside it (wrk starting, the
   # auth-fresh run loading its tokens) both are idle, so the CPU ticks are the run's.
   local ns=$((W_duration_us * 1000))
@@ -631,7 +506,7 @@ openssl_speed() { # round
   sv=$(awk '/sign\/s/ && /verify\/s/ {for (i = 1; i <= NF; i++) {if ($i == "sign/s") s = i + 3; if ($i == "verify/s") v = i + 3}}
             $1 == "rsa" && $2 == "2048" && $3 == "bits" && s && v {print $s, $v; exit}' "$out")
   [[ $sv =~ ^[0-9.]+\ [0-9.]+$ ]] || { cat "$out" >&2; die "no 'rsa 2048 bits ... sign/s verify/s' line in openssl speed's output"; }
-  mcpu=$(awk -v a="$m0" -v b="$m1" 'BEGIN {split(a, x, " "); split(b, y, " "); t = y[2] - x[2]; v = t > 0 ? 100 * (y[1] - x[1]) / t : 0; printf "%.0f", v}')
+  mcpu=$(busy_pct "$m0" "$m1")
   printf '%s\t%s\t%s\t%s\n' "$1" "${sv% *}" "${sv#* }" "$mcpu" >>"$OPENSSL_RUNS"
   log "  rsa2048 on one core: ${sv% *} sign/s, ${sv#* } verify/s; machine CPU ${mcpu}%"
 }
@@ -639,13 +514,7 @@ median_of() { sort -g | awk '{a[NR] = $1} END {if (NR == 0) print ""; else if (N
 openssl_verify_median() { cut -f3 "$OPENSSL_RUNS" | median_of; }
 openssl_sign_median() { cut -f2 "$OPENSSL_RUNS" | median_of; }
 
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-# How busy the machine is without us: others' work shows in every figure.
-m0=$(machine_jiffies)
-sleep 1
-m1=$(machine_jiffies)
-BUSY_BEFORE=$(awk -v a="$m0" -v b="$m1" 'BEGIN {split(a, x, " "); split(b, y, " "); t = y[2] - x[2]; v = t > 0 ? 100 * (y[1] - x[1]) / t : 0; printf "%.0f", v}')
-((BUSY_BEFORE < 15)) || log "warning: the machine was ${BUSY_BEFORE}% busy before the benchmark started: expect noise"
+measure_busy_before
 log "command: $COMMAND"
 log "wrk:     $WRK_LINE"
 # The report's rows, in the order of a round.
@@ -687,13 +556,8 @@ verdict() { # value target: PASS when value >= target
   if [[ -z $1 || $1 == - ]]; then echo "no figure"; else awk -v v="$1" -v t="$2" 'BEGIN {print (v >= t ? "PASS" : "MISS")}'; fi
 }
 
-DATE=$(date '+%Y-%m-%d %H:%M:%S %Z')
-CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-MEM=$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
-FS=$(df -PT "$TMP" | awk 'NR == 2 {print $2}')
+machine_facts
 V_NGINX=$(nginx -v 2>&1)
-V_REDIS=$(redis-server --version)
-V_WRK=$(wrk -v 2>&1 | head -n 1 || true)
 V_SSL=$(openssl version)
 V_BOTGATE="-"
 ((want_botgate)) && V_BOTGATE=$(timeout 5 "$BIN" version 2>&1 | head -n 1 || echo "(botgate version failed)")
@@ -730,7 +594,7 @@ report() {
   echo "# botgate benchmark, $DATE"
   echo
   echo "- machine: $(nproc) cores, $CPU_MODEL, $MEM, Linux $(uname -r); temp dir on $FS;" \
-    "load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end;" \
+    "load average $LOAD_START at the start, $(loadavg) at the end;" \
     "CPU ${BUSY_BEFORE}% busy in the second before the start"
   echo "- versions: $V_NGINX; $V_REDIS; $V_WRK; $V_SSL; botgate: $V_BOTGATE"
   echo "- command: \`$COMMAND\`"
@@ -834,13 +698,7 @@ report() {
   echo "</details>"
 }
 
-mkdir -p "$BENCH_DIR/results"
-OUT=$BENCH_DIR/results/$(date +%Y-%m-%dT%H%M%S).md
-report >"$OUT"
-echo
-cat "$OUT"
-echo
-echo "written to ${OUT#"$ROOT"/}"
+publish_report ""
 if ((want_fresh && FRESH_VALID == 0)); then
   die "no valid auth-fresh run: every one ran out of fresh tokens (raise BENCH_FRESH_MARGIN)"
 fi

@@ -17,13 +17,13 @@
  *     own tail, and `drop --all` from dropping letters nobody has looked at.
  */
 #include "botgate/dlq.h"
+#include "botgate/cli.h"
 #include "botgate/config.h"
 #include "botgate/config_file.h"
 #include "botgate/delivery.h"
 #include "botgate/entry.h"
 #include "botgate/error.h"
-#include "botgate/private_redis.h"
-#include "botgate/redis_url.h"
+#include "botgate/redis_sync.h"
 
 #include <errno.h>
 #include <hiredis.h>
@@ -34,7 +34,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <time.h>
 
 /* Entries fetched per XRANGE/XREVRANGE: entries carry the body (up to
@@ -76,13 +75,6 @@ struct st_dlq_args {
     char id[DLQ_ID_MAX]; /* replay/drop: the normalised ID ("ms-seq") */
 };
 
-/* Where Redis is, from redis.url (or the private redis's socket). */
-struct st_dlq_target {
-    bg_redis_url url;
-    bool is_private; /* redis.url empty: `botgate serve`'s own redis-server */
-    char shown[320]; /* for messages: never the password */
-};
-
 /* One dead letter as XRANGE returns it: slices into the hiredis reply. */
 struct st_dlq_letter {
     bg_slice id;
@@ -91,10 +83,9 @@ struct st_dlq_letter {
 
 /* A session: the connection and the two keys. */
 struct st_dlq {
-    redisContext *c;
+    bg_redis_sync redis;
     const char *stream;
     char *dlq_key;
-    const char *where; /* target.shown, for messages */
 };
 
 /* The subcommand's own usage, printed on a usage error (to stderr) or for help. */
@@ -115,16 +106,6 @@ usage(FILE *out)
             "\n"
             "Exit status: 0 done, 1 no such ID or Redis unreachable, 2 bad usage or "
             "configuration.\n");
-}
-
-/* The wall clock in Unix ms: ages are measured against failed_at_ms and stream IDs, which
- * the dispatcher and Redis stamp with the same kind of clock. */
-static int64_t
-wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /*
@@ -225,123 +206,10 @@ parse_args(int argc, char **argv, struct st_dlq_args *a)
     return 0;
 }
 
-/*
- * Fills t from redis.url, or with the private redis's socket when the URL is empty. The
- * hosts are left to hiredis to resolve: this blocking tool has no loop to protect.
- * Returns 0 or -1 with a message naming redis.url in err.
- */
-static int
-parse_target(struct st_dlq_target *t, const bg_config *cfg, char *err, size_t errlen)
-{
-    const char *why;
-    memset(t, 0, sizeof(*t));
-    if (cfg->redis.url[0] != '\0') {
-        if (bg_redis_url_parse(&t->url, cfg->redis.url, &why) != 0) {
-            snprintf(err, errlen, "redis.url: %s", why);
-            return -1;
-        }
-        bg_redis_url_show(&t->url, t->shown, sizeof(t->shown));
-        return 0;
-    }
-    size_t n = bg_private_redis_socket_path(cfg->state_dir, NULL, 0) + 1;
-    if ((t->url.path = malloc(n)) == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    bg_private_redis_socket_path(cfg->state_dir, t->url.path, n);
-    t->url.is_unix = 1;
-    t->is_private = true;
-    snprintf(t->shown, sizeof(t->shown), "the private redis of `botgate serve` (%s)", t->url.path);
-    return 0;
-}
-
-static void
-target_free(struct st_dlq_target *t)
-{
-    bg_redis_url_free(&t->url);
-    memset(t, 0, sizeof(*t));
-}
-
-/*
- * Runs one command (binary-safe argv) and returns its reply, or NULL after printing why:
- * the connection failed or timed out (redis.timeout_ms), or Redis answered with an error.
- * Either is exit status 1. The caller frees the reply.
- */
-static redisReply *
-command(struct st_dlq *s, int argc, const char **argv, const size_t *lens)
-{
-    redisReply *r = redisCommandArgv(s->c, argc, argv, lens);
-    if (r == NULL) {
-        fprintf(stderr, "botgate dlq: %s: %s failed: %s\n", s->where, argv[0],
-                s->c->errstr[0] != '\0' ? s->c->errstr : "no answer");
-        return NULL;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        fprintf(stderr, "botgate dlq: %s: %s refused: %.*s\n", s->where, argv[0], (int)r->len,
-                r->str);
-        freeReplyObject(r);
-        return NULL;
-    }
-    return r;
-}
-
-/* The same for argv of NUL-terminated words. */
-static redisReply *
-command_words(struct st_dlq *s, int argc, const char **argv)
-{
-    return command(s, argc, argv, NULL);
-}
-
-/*
- * Connects with redis.timeout_ms as the connect and per-command timeout, then AUTH and
- * SELECT as the URL says, then PING: an unreachable Redis is found here, before any
- * command could half-run. Returns 0 or EXIT_FAIL (the message printed).
- */
-static int
-session_open(struct st_dlq *s, const struct st_dlq_target *t, int timeout_ms)
-{
-    const bg_redis_url *u = &t->url;
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    s->where = t->shown;
-    s->c = u->is_unix ? redisConnectUnixWithTimeout(u->path, tv)
-                      : redisConnectWithTimeout(u->host, u->port, tv);
-    if (s->c == NULL) {
-        fprintf(stderr, "botgate dlq: out of memory\n");
-        return EXIT_FAIL;
-    }
-    if (s->c->err != 0) {
-        fprintf(stderr, "botgate dlq: cannot connect to %s: %s%s\n", t->shown, s->c->errstr,
-                t->is_private ? " (is `botgate serve` running with this state_dir?)" : "");
-        return EXIT_FAIL;
-    }
-    redisSetTimeout(s->c, tv);
-    redisReply *r;
-    if (u->password != NULL) {
-        const char *argv[3] = {"AUTH", u->user != NULL ? u->user : u->password, u->password};
-        if ((r = command_words(s, u->user != NULL ? 3 : 2, argv)) == NULL)
-            return EXIT_FAIL;
-        freeReplyObject(r);
-    }
-    if (u->db != 0) {
-        char db[16];
-        snprintf(db, sizeof(db), "%d", u->db);
-        const char *argv[2] = {"SELECT", db};
-        if ((r = command_words(s, 2, argv)) == NULL)
-            return EXIT_FAIL;
-        freeReplyObject(r);
-    }
-    const char *ping[1] = {"PING"};
-    if ((r = command_words(s, 1, ping)) == NULL)
-        return EXIT_FAIL;
-    freeReplyObject(r);
-    return 0;
-}
-
 static void
 session_close(struct st_dlq *s)
 {
-    if (s->c != NULL)
-        redisFree(s->c);
+    bg_redis_sync_close(&s->redis);
     free(s->dlq_key);
     memset(s, 0, sizeof(*s));
 }
@@ -411,22 +279,6 @@ letter_failed_at_ms(const struct st_dlq_letter *l)
     return (int64_t)ms;
 }
 
-/* "12s", "3m12s", "2h05m", "4d03h": two units at most, enough to tell "just now" from
- * "since the weekend". A negative age (clocks apart) reads "0s". */
-static void
-format_age(int64_t ms, char *out, size_t cap)
-{
-    int64_t s = ms > 0 ? ms / 1000 : 0;
-    if (s < 60)
-        snprintf(out, cap, "%" PRId64 "s", s);
-    else if (s < 3600)
-        snprintf(out, cap, "%" PRId64 "m%02" PRId64 "s", s / 60, s % 60);
-    else if (s < 86400)
-        snprintf(out, cap, "%" PRId64 "h%02" PRId64 "m", s / 3600, s % 3600 / 60);
-    else
-        snprintf(out, cap, "%" PRId64 "d%02" PRId64 "h", s / 86400, s % 86400 / 3600);
-}
-
 /*
  * Writes a field for a terminal: absent as `absent`, empty as "", control bytes as '?'.
  * Types and conversation ids come from whoever called the bot; an escape sequence in
@@ -494,7 +346,7 @@ print_letter(const struct st_dlq_letter *l, bool as_json, int64_t now_ms)
     int64_t attempts = letter_number(l->attempts);
     int64_t status = letter_number(l->last_status);
     char age[32];
-    format_age(age_ms, age, sizeof(age));
+    bg_cli_format_age(age_ms, age, sizeof(age));
 
     if (!as_json) {
         const char *missing = decoded ? "-" : "?";
@@ -557,7 +409,7 @@ cmd_list(struct st_dlq *s, const struct st_dlq_args *a)
 {
     char end[DLQ_ID_MAX] = "+";
     long printed = 0;
-    int64_t now = wall_ms();
+    int64_t now = bg_cli_wall_ms();
     for (;;) {
         long want = DLQ_PAGE;
         if (a->limit > 0 && a->limit - printed < want)
@@ -567,11 +419,11 @@ cmd_list(struct st_dlq *s, const struct st_dlq_args *a)
         char count[24];
         snprintf(count, sizeof(count), "%ld", want);
         const char *argv[6] = {"XREVRANGE", s->dlq_key, end, "-", "COUNT", count};
-        redisReply *r = command_words(s, 6, argv);
+        redisReply *r = bg_redis_sync_command(&s->redis, 6, argv);
         if (r == NULL)
             return EXIT_FAIL;
         if (r->type != REDIS_REPLY_ARRAY) {
-            fprintf(stderr, "botgate dlq: %s: unexpected XREVRANGE answer\n", s->where);
+            fprintf(stderr, "botgate dlq: %s: unexpected XREVRANGE answer\n", s->redis.where);
             freeReplyObject(r);
             return EXIT_FAIL;
         }
@@ -608,7 +460,7 @@ warn_if_token_expired(const char *id, const redisReply *entry)
     bg_entry e;
     if (entry->type != REDIS_REPLY_STRING || bg_entry_decode(&e, entry->str, entry->len) != 0)
         return;
-    int64_t now_s = wall_ms() / 1000;
+    int64_t now_s = bg_cli_wall_ms() / 1000;
     if (bg_delivery_token_expired(e.token_exp, now_s))
         fprintf(stderr,
                 "botgate dlq: warning: %s: its token expired %" PRId64
@@ -626,7 +478,7 @@ replay_one(struct st_dlq *s, const char *id, bool *missing)
 {
     *missing = false;
     const char *argv[6] = {"EVAL", REPLAY_SCRIPT, "2", s->dlq_key, s->stream, id};
-    redisReply *r = command_words(s, 6, argv);
+    redisReply *r = bg_redis_sync_command(&s->redis, 6, argv);
     if (r == NULL)
         return EXIT_FAIL;
     if (r->type == REDIS_REPLY_NIL) {
@@ -636,7 +488,8 @@ replay_one(struct st_dlq *s, const char *id, bool *missing)
     }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[0]->type != REDIS_REPLY_STRING) {
-        fprintf(stderr, "botgate dlq: %s: unexpected answer to the replay of %s\n", s->where, id);
+        fprintf(stderr, "botgate dlq: %s: unexpected answer to the replay of %s\n", s->redis.where,
+                id);
         freeReplyObject(r);
         return EXIT_FAIL;
     }
@@ -655,7 +508,7 @@ newest_id(struct st_dlq *s, char *out)
 {
     out[0] = '\0';
     const char *argv[6] = {"XREVRANGE", s->dlq_key, "+", "-", "COUNT", "1"};
-    redisReply *r = command_words(s, 6, argv);
+    redisReply *r = bg_redis_sync_command(&s->redis, 6, argv);
     if (r == NULL)
         return EXIT_FAIL;
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
@@ -682,7 +535,7 @@ walk_up_to(struct st_dlq *s, const char *last,
         char count[16];
         snprintf(count, sizeof(count), "%d", DLQ_PAGE);
         const char *argv[6] = {"XRANGE", s->dlq_key, start, last, "COUNT", count};
-        redisReply *r = command_words(s, 6, argv);
+        redisReply *r = bg_redis_sync_command(&s->redis, 6, argv);
         if (r == NULL)
             return EXIT_FAIL;
         const char *ids[DLQ_PAGE];
@@ -735,7 +588,7 @@ visit_drop(struct st_dlq *s, const char *const *ids, size_t n, void *data)
     argv[0] = "XDEL";
     argv[1] = s->dlq_key;
     memcpy(argv + 2, ids, n * sizeof(ids[0]));
-    redisReply *r = command_words(s, (int)(2 + n), argv);
+    redisReply *r = bg_redis_sync_command(&s->redis, (int)(2 + n), argv);
     if (r == NULL)
         return EXIT_FAIL;
     if (r->type == REDIS_REPLY_INTEGER)
@@ -770,7 +623,7 @@ cmd_drop(struct st_dlq *s, const struct st_dlq_args *a)
 {
     if (!a->all) {
         const char *argv[3] = {"XDEL", s->dlq_key, a->id};
-        redisReply *r = command_words(s, 3, argv);
+        redisReply *r = bg_redis_sync_command(&s->redis, 3, argv);
         if (r == NULL)
             return EXIT_FAIL;
         long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
@@ -805,7 +658,6 @@ bg_dlq_run(int argc, char **argv, char *const *envp)
     if (rc != 0)
         return rc;
     bg_config cfg;
-    struct st_dlq_target target = {0};
     struct st_dlq s = {0};
     char err[512];
     if ((rc = bg_config_read(&cfg, a.config_file, envp, err, sizeof(err))) != 0) {
@@ -813,7 +665,7 @@ bg_dlq_run(int argc, char **argv, char *const *envp)
         rc = rc == BG_ECONFIG ? EXIT_USAGE : EXIT_FAIL;
         goto out;
     }
-    if (parse_target(&target, &cfg, err, sizeof(err)) != 0) {
+    if (bg_redis_sync_target(&s.redis, "botgate dlq", &cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "botgate: configuration: %s\n", err);
         rc = EXIT_USAGE;
         goto out;
@@ -825,8 +677,10 @@ bg_dlq_run(int argc, char **argv, char *const *envp)
     }
     snprintf(s.dlq_key, keylen, "%s" BG_DLQ_SUFFIX, cfg.redis.stream);
     s.stream = cfg.redis.stream;
-    if ((rc = session_open(&s, &target, cfg.redis.timeout_ms)) != 0)
+    if (bg_redis_sync_connect(&s.redis, cfg.redis.timeout_ms) != 0) {
+        rc = EXIT_FAIL;
         goto out;
+    }
     if (strcmp(a.verb, "list") == 0)
         rc = cmd_list(&s, &a);
     else if (strcmp(a.verb, "replay") == 0)
@@ -837,7 +691,6 @@ bg_dlq_run(int argc, char **argv, char *const *envp)
         rc = EXIT_FAIL;
 out:
     session_close(&s);
-    target_free(&target);
     bg_config_free(&cfg);
     return rc;
 }

@@ -12,13 +12,13 @@
  * pages: the IDs are Redis's clock in ms, the same clock as t_ms give or take the
  * round trip.
  */
+#include "botgate/cli.h"
 #include "botgate/config.h"
 #include "botgate/config_file.h"
 #include "botgate/error.h"
 #include "botgate/failure.h"
 #include "botgate/failures.h"
-#include "botgate/private_redis.h"
-#include "botgate/redis_url.h"
+#include "botgate/redis_sync.h"
 
 #include <errno.h>
 #include <hiredis.h>
@@ -68,14 +68,6 @@ usage(FILE *out)
             "         token_expired_in_queue redis\n"
             "Exit status: 0 done (also with nothing to show), 1 Redis unreachable,\n"
             "2 bad usage or configuration.\n");
-}
-
-static int64_t
-wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* "90s", "15m", "2h", "7d" -> ms; -1 for anything else (no sign, no fraction, no
@@ -150,93 +142,6 @@ parse_args(int argc, char **argv, struct st_args *a)
     return 0;
 }
 
-/* ---- the connection (as dlq.c's) ------------------------------------------------------- */
-
-struct st_session {
-    redisContext *c;
-    char where[320]; /* for messages: never the password */
-};
-
-static redisReply *
-command(struct st_session *s, int argc, const char **argv)
-{
-    redisReply *r = redisCommandArgv(s->c, argc, argv, NULL);
-    if (r == NULL) {
-        fprintf(stderr, "botgate failures: %s: %s failed: %s\n", s->where, argv[0],
-                s->c->errstr[0] != '\0' ? s->c->errstr : "no answer");
-        return NULL;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        fprintf(stderr, "botgate failures: %s: %s refused: %.*s\n", s->where, argv[0], (int)r->len,
-                r->str);
-        freeReplyObject(r);
-        return NULL;
-    }
-    return r;
-}
-
-/* Connects, AUTH, SELECT, PING. Returns 0, EXIT_FAIL (Redis) or EXIT_USAGE (redis.url),
- * the message printed. */
-static int
-session_open(struct st_session *s, const bg_config *cfg)
-{
-    bg_redis_url u = {0};
-    bool is_private = cfg->redis.url[0] == '\0';
-    const char *why;
-    if (!is_private) {
-        if (bg_redis_url_parse(&u, cfg->redis.url, &why) != 0) {
-            fprintf(stderr, "botgate: configuration: redis.url: %s\n", why);
-            return EXIT_USAGE;
-        }
-        bg_redis_url_show(&u, s->where, sizeof(s->where));
-    } else {
-        size_t n = bg_private_redis_socket_path(cfg->state_dir, NULL, 0) + 1;
-        if ((u.path = malloc(n)) == NULL)
-            return EXIT_FAIL;
-        bg_private_redis_socket_path(cfg->state_dir, u.path, n);
-        u.is_unix = 1;
-        snprintf(s->where, sizeof(s->where), "the private redis of `botgate serve` (%s)", u.path);
-    }
-    int rc = EXIT_FAIL;
-    int ms = cfg->redis.timeout_ms;
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    s->c = u.is_unix ? redisConnectUnixWithTimeout(u.path, tv)
-                     : redisConnectWithTimeout(u.host, u.port, tv);
-    if (s->c == NULL) {
-        fprintf(stderr, "botgate failures: out of memory\n");
-        goto out;
-    }
-    if (s->c->err != 0) {
-        fprintf(stderr, "botgate failures: cannot connect to %s: %s%s\n", s->where, s->c->errstr,
-                is_private ? " (is `botgate serve` running with this state_dir?)" : "");
-        goto out;
-    }
-    redisSetTimeout(s->c, tv);
-    redisReply *r;
-    if (u.password != NULL) {
-        const char *argv[3] = {"AUTH", u.user != NULL ? u.user : u.password, u.password};
-        if ((r = command(s, u.user != NULL ? 3 : 2, argv)) == NULL)
-            goto out;
-        freeReplyObject(r);
-    }
-    if (u.db != 0) {
-        char db[16];
-        snprintf(db, sizeof(db), "%d", u.db);
-        const char *argv[2] = {"SELECT", db};
-        if ((r = command(s, 2, argv)) == NULL)
-            goto out;
-        freeReplyObject(r);
-    }
-    const char *ping[1] = {"PING"};
-    if ((r = command(s, 1, ping)) == NULL)
-        goto out;
-    freeReplyObject(r);
-    rc = 0;
-out:
-    bg_redis_url_free(&u);
-    return rc;
-}
-
 /* ---- records ------------------------------------------------------------------------- */
 
 struct st_record {
@@ -278,20 +183,6 @@ record_t_ms(const struct st_record *rec)
 {
     const char *s = rec->t_ms != NULL ? rec->t_ms : rec->id;
     return (int64_t)strtoll(s, NULL, 10);
-}
-
-static void
-format_age(int64_t ms, char *out, size_t cap)
-{
-    int64_t s = ms > 0 ? ms / 1000 : 0;
-    if (s < 60)
-        snprintf(out, cap, "%" PRId64 "s", s);
-    else if (s < 3600)
-        snprintf(out, cap, "%" PRId64 "m%02" PRId64 "s", s / 60, s % 60);
-    else if (s < 86400)
-        snprintf(out, cap, "%" PRId64 "h%02" PRId64 "m", s / 3600, s % 3600 / 60);
-    else
-        snprintf(out, cap, "%" PRId64 "d%02" PRId64 "h", s / 86400, s % 86400 / 3600);
 }
 
 static void
@@ -392,7 +283,7 @@ print_summary(const struct st_summary *sum, long other, int64_t now, bool as_jso
         if (sum[i].count == 0)
             continue;
         char age[32];
-        format_age(now - sum[i].last_t_ms, age, sizeof(age));
+        bg_cli_format_age(now - sum[i].last_t_ms, age, sizeof(age));
         if (as_json) {
             json_t *o = json_object();
             json_object_set_new(o, "summary", json_string(bg_failure_classes[i]));
@@ -411,9 +302,9 @@ print_summary(const struct st_summary *sum, long other, int64_t now, bool as_jso
 }
 
 static int
-list(struct st_session *s, const char *key, const struct st_args *a)
+list(bg_redis_sync *s, const char *key, const struct st_args *a)
 {
-    int64_t now = wall_ms();
+    int64_t now = bg_cli_wall_ms();
     int64_t from = now - a->since_ms;
     char min[32], end[48] = "+", count[16];
     snprintf(min, sizeof(min), "%" PRId64, from > 0 ? from : 0);
@@ -422,7 +313,7 @@ list(struct st_session *s, const char *key, const struct st_args *a)
     long printed = 0, total = 0, other = 0;
     for (;;) {
         const char *argv[6] = {"XREVRANGE", key, end, min, "COUNT", count};
-        redisReply *r = command(s, 6, argv);
+        redisReply *r = bg_redis_sync_command(s, 6, argv);
         if (r == NULL)
             return EXIT_FAIL;
         if (r->type != REDIS_REPLY_ARRAY) {
@@ -490,7 +381,7 @@ bg_failures_run(int argc, char **argv, char *const *envp)
         fprintf(stderr, "botgate: %s%s\n", rc == BG_ECONFIG ? "configuration: " : "", err);
         return rc == BG_ECONFIG ? EXIT_USAGE : EXIT_FAIL;
     }
-    struct st_session s = {0};
+    bg_redis_sync s = {0};
     size_t n = strlen(cfg.redis.stream) + sizeof(BG_FAILURES_SUFFIX);
     char *key = malloc(n);
     if (key == NULL) {
@@ -498,12 +389,19 @@ bg_failures_run(int argc, char **argv, char *const *envp)
         goto out;
     }
     snprintf(key, n, "%s" BG_FAILURES_SUFFIX, cfg.redis.stream);
-    if ((rc = session_open(&s, &cfg)) != 0)
+    if ((rc = bg_redis_sync_target(&s, "botgate failures", &cfg, err, sizeof(err))) != 0) {
+        if (rc == BG_ECONFIG)
+            fprintf(stderr, "botgate: configuration: %s\n", err);
+        rc = rc == BG_ECONFIG ? EXIT_USAGE : EXIT_FAIL;
         goto out;
+    }
+    if (bg_redis_sync_connect(&s, cfg.redis.timeout_ms) != 0) {
+        rc = EXIT_FAIL;
+        goto out;
+    }
     rc = list(&s, key, &a);
 out:
-    if (s.c != NULL)
-        redisFree(s.c);
+    bg_redis_sync_close(&s);
     free(key);
     bg_config_free(&cfg);
     return rc;

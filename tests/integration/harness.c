@@ -600,6 +600,19 @@ bgt_redis_stop(bgt_redis *r)
 }
 
 int
+bgt_main_with_redis(bgt_env *env, bgt_redis *redis, const char *group,
+                    const struct CMUnitTest *tests, size_t n)
+{
+    if (bgt_env_init(env) != 0)
+        return 1;
+    int failed = 1;
+    if (bgt_redis_start(redis, env->dir, "main", NULL) == 0)
+        failed = _cmocka_run_group_tests(group, tests, n, NULL, NULL);
+    bgt_redis_stop(redis);
+    return bgt_env_exit(env, failed);
+}
+
+int
 bgt_redis_restart(bgt_redis *r)
 {
     if (r->pid != 0)
@@ -650,6 +663,12 @@ bgt_redis_xlen(bgt_redis *r, const char *stream)
     if (rep != NULL)
         freeReplyObject(rep);
     return n;
+}
+
+void
+bgt_reply_copy(char *out, size_t cap, const redisReply *v)
+{
+    snprintf(out, cap, "%.*s", (int)v->len, v->str);
 }
 
 int
@@ -1126,6 +1145,16 @@ health_ok(void *arg)
 const char *bgt_botgate_role;
 
 int
+bgt_botgate_start_conf(bgt_botgate *b, const char *env_dir, const char *name,
+                       const bgt_botgate_conf *c, const char *health_url)
+{
+    char *yaml = bgt_config_yaml(c);
+    int rc = bgt_botgate_start(b, env_dir, name, yaml, health_url, NULL);
+    free(yaml);
+    return rc;
+}
+
+int
 bgt_botgate_start(bgt_botgate *b, const char *env_dir, const char *name, const char *yaml,
                   const char *health_url, const char *ca_file)
 {
@@ -1227,6 +1256,21 @@ bgt_botgate_run(const char *const *args, const char *log_path, int timeout_ms, c
     }
     if (err_out != NULL)
         *err_out = bgt_read_file(err_path, NULL);
+    return rc;
+}
+
+int
+bgt_botgate_run_output(const char *const *args, const char *env_dir, const char *prefix,
+                       int timeout_ms, char **out, char **err)
+{
+    static int counter;
+    char log[BGT_PATH_MAX];
+    bgt_pathf(log, sizeof(log), env_dir, "%s-%d.log", prefix, ++counter);
+    char *e = NULL;
+    int rc = bgt_botgate_run(args, log, timeout_ms, &e);
+    char *o = bgt_read_file(log, NULL);
+    *out = o != NULL ? o : strdup("");
+    *err = e != NULL ? e : strdup("");
     return rc;
 }
 
@@ -1497,6 +1541,26 @@ tool_kill(tool_kind *k, const char *dir)
         }
 }
 
+/* tool_stop and tool_kill for a test's directory variable, "" when no tool runs there:
+ * stopping or killing leaves it "" (see bgt_bot_stop_clear). */
+static int
+tool_stop_clear(tool_kind *k, char *dir)
+{
+    if (dir[0] == '\0')
+        return 0;
+    int rc = tool_stop(k, dir);
+    dir[0] = '\0';
+    return rc;
+}
+
+static void
+tool_kill_clear(tool_kind *k, char *dir)
+{
+    if (dir[0] != '\0')
+        tool_kill(k, dir);
+    dir[0] = '\0';
+}
+
 /* bgt_write_file through a temporary name and rename(): the tool never reads half. */
 static int
 write_file_renamed(const char *path, const char *data, long len)
@@ -1564,6 +1628,18 @@ void
 bgt_connector_kill(const char *dir)
 {
     tool_kill(&connector_kind, dir);
+}
+
+int
+bgt_connector_stop_clear(char *dir)
+{
+    return tool_stop_clear(&connector_kind, dir);
+}
+
+void
+bgt_connector_kill_clear(char *dir)
+{
+    tool_kill_clear(&connector_kind, dir);
 }
 
 char *
@@ -1769,6 +1845,14 @@ bgt_bot_start(const char *dir, int *port)
 }
 
 int
+bgt_bot_start_named(char *dir, const char *env_dir, const char *name, int *port)
+{
+    bgt_pathf(dir, BGT_PATH_MAX, env_dir, "bot-%s", name);
+    *port = 0;
+    return bgt_bot_start(dir, port);
+}
+
+int
 bgt_bot_stop(const char *dir)
 {
     return tool_stop(&bot_kind, dir);
@@ -1778,6 +1862,18 @@ void
 bgt_bot_kill(const char *dir)
 {
     tool_kill(&bot_kind, dir);
+}
+
+int
+bgt_bot_stop_clear(char *dir)
+{
+    return tool_stop_clear(&bot_kind, dir);
+}
+
+void
+bgt_bot_kill_clear(char *dir)
+{
+    tool_kill_clear(&bot_kind, dir);
 }
 
 int

@@ -139,6 +139,14 @@ int bgt_redis_stop(bgt_redis *r);
 /* Starts the same server again on the same socket and directory, and waits for PING. */
 int bgt_redis_restart(bgt_redis *r);
 
+struct CMUnitTest;
+
+/* The whole main of a test program whose tests share one redis-server ("main"), without
+ * group setup: bgt_env_init, the redis, the n tests as group, both stopped. Returns the
+ * program's exit status (bgt_env_exit's; 1 when env cannot be set up). */
+int bgt_main_with_redis(bgt_env *env, bgt_redis *redis, const char *group,
+                        const struct CMUnitTest *tests, size_t n);
+
 /* Connects (timeout_ms for connect and every reply). The caller frees it. */
 redisContext *bgt_redis_connect(const char *sock, int timeout_ms);
 
@@ -148,6 +156,9 @@ redisReply *bgt_redis_cmd(bgt_redis *r, const char *fmt, ...);
 
 /* XLEN stream, or -1. */
 long long bgt_redis_xlen(bgt_redis *r, const char *stream);
+
+/* A string reply's bytes into out, as text cut to cap. */
+void bgt_reply_copy(char *out, size_t cap, const redisReply *v);
 
 /* One stream entry as XRANGE returns it. */
 typedef struct bgt_stream_entry {
@@ -288,6 +299,11 @@ extern const char *bgt_botgate_role;
 int bgt_botgate_start(bgt_botgate *b, const char *env_dir, const char *name, const char *yaml,
                       const char *health_url, const char *ca_file);
 
+/* bgt_botgate_start with the YAML of c (bgt_config_yaml), without a CA file: the tests
+ * that build a configuration and start it in one step. */
+int bgt_botgate_start_conf(bgt_botgate *b, const char *env_dir, const char *name,
+                           const bgt_botgate_conf *c, const char *health_url);
+
 /* SIGTERM and waitpid (40 s). Returns 0 only when botgate exited with status 0: under ASan
  * a leak makes the status non-zero, so this is how a leak fails a test. Otherwise prints
  * the status and the log and returns -1. */
@@ -302,6 +318,12 @@ void bgt_botgate_kill(bgt_botgate *b);
  * (0..255), 128+signal when a signal killed it, or -1 when it had to be killed after the
  * timeout. */
 int bgt_botgate_run(const char *const *args, const char *log_path, int timeout_ms, char **err_out);
+
+/* bgt_botgate_run for a command line under test: the log is env_dir/<prefix>-<n>.log (n
+ * counting up), and *out and *err (malloc'd, NUL-terminated, never NULL) receive its
+ * stdout and stderr. Returns the exit status as bgt_botgate_run. */
+int bgt_botgate_run_output(const char *const *args, const char *env_dir, const char *prefix,
+                           int timeout_ms, char **out, char **err);
 
 /* BOTGATE_BIN, or NULL (printed) when unset. */
 const char *bgt_botgate_bin(void);
@@ -343,6 +365,11 @@ int bgt_connector_stop(const char *dir);
 
 /* SIGKILL without judgement (teardown after a failure). */
 void bgt_connector_kill(const char *dir);
+
+/* For a test's connector directory that is "" when none runs: bgt_connector_stop's
+ * result (0 when none runs) and bgt_connector_kill, each leaving dir "". */
+int bgt_connector_stop_clear(char *dir);
+void bgt_connector_kill_clear(char *dir);
 
 /* out = "https://127.0.0.1:<port><path>", e.g. path "/v1/.well-known/openidconfiguration",
  * "/emulator/.well-known/openid-configuration". Returns out. */
@@ -404,6 +431,10 @@ char *bgt_connector_mint_ex(const char *dir, const char *set, const char *kid, c
  * is printed when a test fails. At most 8 run at once. */
 int bgt_bot_start(const char *dir, int *port);
 
+/* bgt_bot_start in env_dir/bot-<name>, that path left in dir (BGT_PATH_MAX bytes) and
+ * *port set to 0 first. */
+int bgt_bot_start_named(char *dir, const char *env_dir, const char *name, int *port);
+
 /* SIGTERM and waitpid (20 s): requests still held are dropped (their connections closed
  * without an answer). Returns 0 only when the tool exited with status 0 (under ASan a leak
  * makes it non-zero); otherwise prints the status and the log and returns -1. */
@@ -411,6 +442,11 @@ int bgt_bot_stop(const char *dir);
 
 /* SIGKILL without judgement (a crashed bot; teardown after a failure). */
 void bgt_bot_kill(const char *dir);
+
+/* For a test's bot directory that is "" when none runs: bgt_bot_stop's result (0 when
+ * none runs) and bgt_bot_kill, each leaving dir "". */
+int bgt_bot_stop_clear(char *dir);
+void bgt_bot_kill_clear(char *dir);
 
 /* out = "http://127.0.0.1:<port><path>" (path NULL: "/api/messages", the bot.url default's
  * path). Returns out. */

@@ -235,12 +235,6 @@ typedef struct dead_letter {
     int fields; /* how many of the seven fields were there */
 } dead_letter;
 
-static void
-copy_str(char *out, size_t cap, const redisReply *v)
-{
-    snprintf(out, cap, "%.*s", (int)v->len, v->str);
-}
-
 /* Every dead letter, oldest first (at most cap). */
 static size_t
 dead_letters(dead_letter *out, size_t cap)
@@ -253,13 +247,13 @@ dead_letters(dead_letter *out, size_t cap)
         redisReply *e = r->element[i];
         dead_letter *d = &out[n++];
         memset(d, 0, sizeof(*d));
-        copy_str(d->id, sizeof(d->id), e->element[0]);
+        bgt_reply_copy(d->id, sizeof(d->id), e->element[0]);
         redisReply *f = e->element[1];
         for (size_t k = 0; k + 1 < f->elements; k += 2) {
             const char *name = f->element[k]->str;
             redisReply *v = f->element[k + 1];
             char text[64];
-            copy_str(text, sizeof(text), v);
+            bgt_reply_copy(text, sizeof(text), v);
             if (strcmp(name, "entry") == 0) {
                 bg_entry en;
                 if (bg_entry_decode(&en, v->str, v->len) == 0) {
@@ -269,7 +263,7 @@ dead_letters(dead_letter *out, size_t cap)
                 }
                 d->fields++;
             } else if (strcmp(name, "reason") == 0) {
-                copy_str(d->reason, sizeof(d->reason), v);
+                bgt_reply_copy(d->reason, sizeof(d->reason), v);
                 d->fields++;
             } else if (strcmp(name, "attempts") == 0) {
                 d->attempts = atol(text);
@@ -278,10 +272,10 @@ dead_letters(dead_letter *out, size_t cap)
                 d->last_status = atol(text);
                 d->fields++;
             } else if (strcmp(name, "error") == 0) {
-                copy_str(d->error, sizeof(d->error), v);
+                bgt_reply_copy(d->error, sizeof(d->error), v);
                 d->fields++;
             } else if (strcmp(name, "original_id") == 0) {
-                copy_str(d->original_id, sizeof(d->original_id), v);
+                bgt_reply_copy(d->original_id, sizeof(d->original_id), v);
                 d->fields++;
             } else if (strcmp(name, "failed_at_ms") == 0) {
                 d->failed_at_ms = atoll(text);
@@ -343,9 +337,7 @@ wait_stream_id(const char *activity_id, char *out, size_t cap, int timeout_ms)
 static void
 start_bot(const char *name)
 {
-    bgt_pathf(bot_dir, sizeof(bot_dir), env.dir, "bot-%s", name);
-    bot_port = 0;
-    assert_int_equal(bgt_bot_start(bot_dir, &bot_port), 0);
+    assert_int_equal(bgt_bot_start_named(bot_dir, env.dir, name, &bot_port), 0);
 }
 
 /* The requests the bot received for activity_id, in arrival order (at most cap), copied
@@ -485,11 +477,8 @@ start_gate(bgt_botgate *g, char *b, size_t cap, const char *name, const gate_opt
                           .extra = extra};
     snprintf(b, cap, "http://127.0.0.1:%d", c.plain_port);
     snprintf(health, sizeof(health), "%s/%s", b, o->auth ? "readyz" : "healthz");
-    char *yaml = bgt_config_yaml(&c);
     /* with authentication on, /readyz answers 200 only once the signing keys are held */
-    int rc = bgt_botgate_start(g, env.dir, name, yaml, health, NULL);
-    free(yaml);
-    assert_int_equal(rc, 0);
+    assert_int_equal(bgt_botgate_start_conf(g, env.dir, name, &c, health), 0);
 }
 
 static int
@@ -499,12 +488,8 @@ teardown(void **state)
     bgt_botgate_kill(&gate);
     bgt_botgate_kill(&gate2);
     bgt_botgate_role = NULL;
-    if (bot_dir[0] != '\0')
-        bgt_bot_kill(bot_dir);
-    bot_dir[0] = '\0';
-    if (conn_dir[0] != '\0')
-        bgt_connector_kill(conn_dir);
-    conn_dir[0] = '\0';
+    bgt_bot_kill_clear(bot_dir);
+    bgt_connector_kill_clear(conn_dir);
     return 0;
 }
 
@@ -516,16 +501,8 @@ stop_all(void)
         assert_int_equal(bgt_botgate_stop(&gate), 0);
     if (gate2.pid != 0)
         assert_int_equal(bgt_botgate_stop(&gate2), 0);
-    if (bot_dir[0] != '\0') {
-        int rc = bgt_bot_stop(bot_dir);
-        bot_dir[0] = '\0';
-        assert_int_equal(rc, 0);
-    }
-    if (conn_dir[0] != '\0') {
-        int rc = bgt_connector_stop(conn_dir);
-        conn_dir[0] = '\0';
-        assert_int_equal(rc, 0);
-    }
+    assert_int_equal(bgt_bot_stop_clear(bot_dir), 0);
+    assert_int_equal(bgt_connector_stop_clear(conn_dir), 0);
 }
 
 /* ---- the tests ------------------------------------------------------------------------------ */
@@ -1505,11 +1482,5 @@ main(void)
         cmocka_unit_test_teardown(test_sigterm_drains, teardown),
         cmocka_unit_test_teardown(test_sigterm_grace_leaves_pending, teardown),
     };
-    if (bgt_env_init(&env) != 0)
-        return 1;
-    int failed = 1;
-    if (bgt_redis_start(&redis, env.dir, "main", NULL) == 0)
-        failed = cmocka_run_group_tests_name("delivery", tests, NULL, NULL);
-    bgt_redis_stop(&redis);
-    return bgt_env_exit(&env, failed);
+    return bgt_main_with_redis(&env, &redis, "delivery", tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -67,15 +67,7 @@ run_dlq(char **out, char **err, const char *cfg, ...)
         args[n++] = cfg;
     }
     args[n] = NULL;
-    static int counter;
-    char log[BGT_PATH_MAX];
-    bgt_pathf(log, sizeof(log), env.dir, "dlq-run-%d.log", ++counter);
-    char *e = NULL;
-    int rc = bgt_botgate_run(args, log, RUN_TIMEOUT_MS, &e);
-    char *o = bgt_read_file(log, NULL);
-    *out = o != NULL ? o : strdup("");
-    *err = e != NULL ? e : strdup("");
-    return rc;
+    return bgt_botgate_run_output(args, env.dir, "dlq-run", RUN_TIMEOUT_MS, out, err);
 }
 
 /* Runs and asserts the exit status, printing both outputs when it differs. */

@@ -51,9 +51,7 @@ use_stream(const char *name)
 static void
 start_bot(const char *name)
 {
-    bgt_pathf(bot_dir, sizeof(bot_dir), env.dir, "bot-%s", name);
-    bot_port = 0;
-    assert_int_equal(bgt_bot_start(bot_dir, &bot_port), 0);
+    assert_int_equal(bgt_bot_start_named(bot_dir, env.dir, name, &bot_port), 0);
     bgt_bot_url(bot_url, sizeof(bot_url), bot_port, NULL);
 }
 
@@ -82,10 +80,7 @@ start_gate(const char *name, int timeout_s, int max_attempts)
                           .extra = extra};
     snprintf(base, sizeof(base), "http://127.0.0.1:%d", c.plain_port);
     snprintf(health, sizeof(health), "%s/healthz", base);
-    char *yaml = bgt_config_yaml(&c);
-    int rc = bgt_botgate_start(&gate, env.dir, name, yaml, health, NULL);
-    free(yaml);
-    assert_int_equal(rc, 0);
+    assert_int_equal(bgt_botgate_start_conf(&gate, env.dir, name, &c, health), 0);
 }
 
 static int
@@ -93,9 +88,7 @@ teardown(void **state)
 {
     (void)state;
     bgt_botgate_kill(&gate);
-    if (bot_dir[0] != '\0')
-        bgt_bot_kill(bot_dir);
-    bot_dir[0] = '\0';
+    bgt_bot_kill_clear(bot_dir);
     return 0;
 }
 
@@ -104,11 +97,7 @@ stop_all(void)
 {
     if (gate.pid != 0)
         assert_int_equal(bgt_botgate_stop(&gate), 0);
-    if (bot_dir[0] != '\0') {
-        int rc = bgt_bot_stop(bot_dir);
-        bot_dir[0] = '\0';
-        assert_int_equal(rc, 0);
-    }
+    assert_int_equal(bgt_bot_stop_clear(bot_dir), 0);
 }
 
 /* POSTs a message activity; asserts the 202 and returns its X-Request-Id in rid. */
@@ -138,12 +127,6 @@ typedef struct record {
     int fields;
 } record;
 
-static void
-copy(char *out, size_t cap, const redisReply *v)
-{
-    snprintf(out, cap, "%.*s", (int)v->len, v->str);
-}
-
 /* Every record, oldest first (at most cap). */
 static size_t
 read_records(record *out, size_t cap)
@@ -156,7 +139,7 @@ read_records(record *out, size_t cap)
         const redisReply *e = r->element[i];
         record *rec = &out[n++];
         memset(rec, 0, sizeof(*rec));
-        copy(rec->id, sizeof(rec->id), e->element[0]);
+        bgt_reply_copy(rec->id, sizeof(rec->id), e->element[0]);
         const redisReply *f = e->element[1];
         for (size_t j = 0; j + 1 < f->elements; j += 2) {
             const char *k = f->element[j]->str;
@@ -165,13 +148,13 @@ read_records(record *out, size_t cap)
             if (strcmp(k, "t_ms") == 0)
                 rec->t_ms = strtoll(v->str, NULL, 10);
             else if (strcmp(k, "class") == 0)
-                copy(rec->cls, sizeof(rec->cls), v);
+                bgt_reply_copy(rec->cls, sizeof(rec->cls), v);
             else if (strcmp(k, "target") == 0)
-                copy(rec->target, sizeof(rec->target), v);
+                bgt_reply_copy(rec->target, sizeof(rec->target), v);
             else if (strcmp(k, "request_id") == 0)
-                copy(rec->request_id, sizeof(rec->request_id), v);
+                bgt_reply_copy(rec->request_id, sizeof(rec->request_id), v);
             else if (strcmp(k, "detail") == 0)
-                copy(rec->detail, sizeof(rec->detail), v);
+                bgt_reply_copy(rec->detail, sizeof(rec->detail), v);
             else
                 rec->fields = -100; /* an unknown field */
         }
@@ -229,15 +212,7 @@ run_failures(char **out, char **err, ...)
         args[n++] = a;
     va_end(ap);
     args[n] = NULL;
-    static int counter;
-    char log[BGT_PATH_MAX];
-    bgt_pathf(log, sizeof(log), env.dir, "failures-run-%d.log", ++counter);
-    char *e = NULL;
-    int rc = bgt_botgate_run(args, log, RUN_TIMEOUT_MS, &e);
-    char *o = bgt_read_file(log, NULL);
-    *out = o != NULL ? o : strdup("");
-    *err = e != NULL ? e : strdup("");
-    return rc;
+    return bgt_botgate_run_output(args, env.dir, "failures-run", RUN_TIMEOUT_MS, out, err);
 }
 
 static void
@@ -588,9 +563,7 @@ test_key_fetch(void **state)
                           .extra = extra};
     snprintf(base, sizeof(base), "http://127.0.0.1:%d", c.plain_port);
     snprintf(health, sizeof(health), "%s/healthz", base);
-    char *yaml = bgt_config_yaml(&c);
-    int rc = bgt_botgate_start(&gate, env.dir, "keys", yaml, health, NULL);
-    free(yaml);
+    int rc = bgt_botgate_start_conf(&gate, env.dir, "keys", &c, health);
     if (rc != 0)
         bgt_connector_kill(conn_dir);
     assert_int_equal(rc, 0);
@@ -622,11 +595,5 @@ main(void)
         cmocka_unit_test_teardown(test_key_fetch, teardown),
         cmocka_unit_test_teardown(test_since_and_status, teardown),
     };
-    if (bgt_env_init(&env) != 0)
-        return 1;
-    int failed = 1;
-    if (bgt_redis_start(&redis, env.dir, "main", NULL) == 0)
-        failed = cmocka_run_group_tests_name("failures", tests, NULL, NULL);
-    bgt_redis_stop(&redis);
-    return bgt_env_exit(&env, failed);
+    return bgt_main_with_redis(&env, &redis, "failures", tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -698,10 +698,13 @@ on_delivered(const bg_http_result *res, void *data)
         break;
     case BG_DELIVERY_RETRY: {
         int64_t next_wall = wall_ms() + dec.delay_ms;
-        bg_log_info("dispatch", "entry %s: attempt %d failed (%s%ld%s%s), retry in %" PRId64 " ms",
-                    it->id, it->attempt, r.transport_error ? "" : "HTTP ",
-                    r.transport_error ? 0L : res->status, it->last_error[0] ? " " : "",
-                    it->last_error, dec.delay_ms);
+        char what[160];
+        if (r.transport_error)
+            snprintf(what, sizeof(what), "%s", it->last_error);
+        else
+            snprintf(what, sizeof(what), "HTTP %ld", res->status);
+        bg_log_info("dispatch", "entry %s: attempt %d failed (%s), retry in %" PRId64 " ms", it->id,
+                    it->attempt, what, dec.delay_ms);
         record_retry(d, it, next_wall);
         c->due_ms = loop_ms(d) + dec.delay_ms;
         schedule(d, c);

@@ -415,10 +415,7 @@ local_teardown(void **state)
 {
     (void)state;
     bgt_botgate_kill(&local_gate);
-    if (local_conn_dir[0] != '\0') {
-        bgt_connector_kill(local_conn_dir);
-        local_conn_dir[0] = '\0';
-    }
+    bgt_connector_kill_clear(local_conn_dir);
     return 0;
 }
 

@@ -494,10 +494,7 @@ local_teardown(void **state)
     (void)state;
     bgt_botgate_kill(&local_gate);
     bgt_redis_stop(&local_redis);
-    if (bot_dir[0] != '\0') {
-        bgt_bot_kill(bot_dir);
-        bot_dir[0] = '\0';
-    }
+    bgt_bot_kill_clear(bot_dir);
     return 0;
 }
 

@@ -154,6 +154,7 @@ static const struct key keys[] = {
     ROW_STR("admin.listen", admin.listen, "127.0.0.1:9090", check_bind_addr, 0),
     ROW_STR("log.access", log.access, "stdout", check_nonempty, 0),
     ROW_ENUM("log.level", log.level, "info", log_levels, 0),
+    ROW_INT("log.access_sample_1_in", log.access_sample_1_in, 1, 1000000, 1),
     ROW_INT("shutdown_grace_s", shutdown_grace_s, 0, 3600, 25),
 };
 

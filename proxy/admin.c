@@ -30,6 +30,7 @@
  * reference-counted struct, as in ingress.c: one reference is the request's (dropped by a
  * dispose callback on req->pool), one each Redis command's.
  */
+#include "botgate/access_log.h"
 #include "botgate/delivery.h"
 #include "botgate/dispatcher.h"
 #include "botgate/error.h"
@@ -229,6 +230,17 @@ bg_admin_metrics_init(bg_server *s)
                                                       "listener.",
                                               .labels = {"listener"},
                                               .max_series = BG_CONFIG_MAX_LISTENERS});
+
+    /* the access log */
+    static const char *const results[] = {"written", "dropped", NULL};
+    bg_metric_series *result[2] = {NULL};
+    add_known(&a, "botgate_access_log_lines_total",
+              "Access-log lines handed to the writer (written) or dropped because the "
+              "destination could not keep up with its 4 MiB buffer (dropped).",
+              "result", results, result);
+    m->access_written = result[0], m->access_dropped = result[1];
+    m->access_write_errors = add1(&a, BG_METRIC_COUNTER, "botgate_access_log_write_errors_total",
+                                  "Failed writes of buffered access-log lines (lost).");
     return a.err;
 }
 
@@ -344,6 +356,21 @@ on_log_access(h2o_logger_t *self, h2o_req_t *req)
      * refusals too, with the codes early_errors.c gives them. */
     if (l->fallback && (status == 413 || status == 400))
         bg_admin_count_refusal(m, status == 413 ? BG_EBODY_TOO_LARGE : BG_EHTTP);
+    /* ingress.c writes the lines of the requests its handler took, with their activity */
+    if (l->server->access_log != NULL && !(l->route == BG_ROUTE_MESSAGES && !l->fallback)) {
+        const char *code = status == 404 ? bg_error_code(BG_ENOTFOUND) : NULL;
+        if (l->fallback && (status == 413 || status == 400))
+            code = bg_error_code(status == 413 ? BG_EBODY_TOO_LARGE : BG_EHTTP);
+        bg_access_request r = {.route = route_names[route],
+                               .code = code,
+                               .keys_wait_us = -1,
+                               .auth_us = -1,
+                               .enqueue_us = -1,
+                               .bot_us = -1};
+        char method[16], remote[64];
+        bg_access_request_from_h2o(&r, req, method, remote);
+        bg_access_log_request(l->server->access_log, &r);
+    }
 }
 
 static void
@@ -503,6 +530,10 @@ collect(bg_server *s, const struct st_scrape *op)
         else
             bg_metric_clear(m->jwks_key_age);
     }
+    bg_access_log_stats as = bg_access_log_get_stats(s->access_log);
+    bg_metric_set(m->access_written, (double)as.written);
+    bg_metric_set(m->access_dropped, (double)as.dropped);
+    bg_metric_set(m->access_write_errors, (double)as.write_errors);
     if (m->cert_not_after != 0 && m->tls_expiry != NULL) {
         double left = (double)(m->cert_not_after - (int64_t)time(NULL));
         for (size_t i = 0; i < m->tls_expiry->n_series; i++)

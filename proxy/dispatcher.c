@@ -18,6 +18,7 @@
  * are held, so memory stays bounded whatever the backlog in Redis.
  */
 #include "botgate/dispatcher.h"
+#include "botgate/access_log.h"
 #include "botgate/delivery.h"
 #include "botgate/entry.h"
 #include "botgate/error.h"
@@ -166,7 +167,8 @@ struct st_item {
     size_t raw_len;
     bg_entry entry; /* slices into raw */
     int decoded;
-    int attempt; /* attempts made so far */
+    int attempt;           /* attempts made so far */
+    int64_t attempt_at_us; /* wall clock when the last attempt started */
     long last_status;
     char last_error[128];
 };
@@ -211,6 +213,7 @@ struct bg_dispatcher {
     int reading, claiming, stopped;
     bg_server_metrics *metrics; /* NULL: nothing is counted */
     bg_failures *failures;      /* NULL: nothing is recorded */
+    bg_access_log *access_log;  /* NULL: no lines */
 };
 
 static void pump(bg_dispatcher *d);
@@ -222,6 +225,14 @@ wall_ms(void)
     struct timeval tv;
     gettimeofday(&tv, NULL);
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static int64_t
+wall_us(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
 }
 
 static int64_t
@@ -243,6 +254,46 @@ void
 bg_dispatcher_set_failures(bg_dispatcher *d, bg_failures *failures)
 {
     d->failures = failures;
+}
+
+void
+bg_dispatcher_set_access_log(bg_dispatcher *d, bg_access_log *log)
+{
+    d->access_log = log;
+}
+
+/* An attempt's access line (res NULL: the entry was settled without one). */
+static void
+log_attempt(bg_dispatcher *d, const struct st_item *it, const bg_http_result *res,
+            const char *outcome, const char *reason, int64_t retry_in_ms)
+{
+    if (d->access_log == NULL)
+        return;
+    const bg_entry *e = &it->entry;
+    int64_t now = wall_us();
+    bg_access_delivery a = {
+        .request_id = e->request_id,
+        .entry_id = it->id,
+        .activity_id = e->activity_id,
+        .activity_type = e->type,
+        .channel_id = e->channel_id,
+        .conversation_id = e->conversation_id,
+        .attempt = res != NULL ? it->attempt : 0,
+        .status = res != NULL && res->curl_code == CURLE_OK ? res->status : 0,
+        .outcome = outcome,
+        .reason = reason,
+        .error = res != NULL && res->curl_code != CURLE_OK ? it->last_error : NULL,
+        .queue_wait_us =
+            res != NULL && e->received_at_us > 0 ? it->attempt_at_us - e->received_at_us : -1,
+        .connect_us = res != NULL ? res->connect_us : -1,
+        .tls_us = res != NULL ? res->tls_us : -1,
+        .first_byte_us = res != NULL ? res->first_byte_us : -1,
+        .total_us = res != NULL ? res->total_us : -1,
+        .e2e_us = strcmp(outcome, "delivered") == 0 && e->received_at_us > 0
+                      ? now - e->received_at_us
+                      : -1,
+        .retry_in_ms = retry_in_ms};
+    bg_access_log_delivery(d->access_log, &a);
 }
 
 /* A failure record (failures.h) for an entry: target bot.url, the entry's request id. */
@@ -676,14 +727,20 @@ on_delivered(const bg_http_result *res, void *data)
     bg_delivery_decision dec = bg_delivery_decide(
         &d->backoff, it->attempt, &r, (double)rand() / ((double)RAND_MAX + 1), (int64_t)time(NULL));
     count_attempt(d, it, res, dec.action);
+    const char *cls = bg_failure_class(res->curl_code, res->status, res->connect_us);
+    log_attempt(d, it, res,
+                dec.action == BG_DELIVERY_ACK    ? "delivered"
+                : dec.action == BG_DELIVERY_DEAD ? "dead"
+                                                 : "retry",
+                dec.action == BG_DELIVERY_DEAD ? dec.reason : cls,
+                dec.action == BG_DELIVERY_RETRY ? dec.delay_ms : -1);
     if (dec.action != BG_DELIVERY_ACK) {
         char detail[160];
         if (res->curl_code != CURLE_OK)
             snprintf(detail, sizeof(detail), "%s", it->last_error);
         else
             snprintf(detail, sizeof(detail), "HTTP %ld", res->status);
-        record_failure(d, it, bg_failure_class(res->curl_code, res->status, res->connect_us),
-                       detail);
+        record_failure(d, it, cls, detail);
     }
     switch (dec.action) {
     case BG_DELIVERY_ACK:
@@ -747,6 +804,7 @@ deliver(bg_dispatcher *d, struct st_conv *c)
     struct st_item *it = c->head;
     if (!it->decoded) {
         snprintf(it->last_error, sizeof(it->last_error), "the stored entry cannot be decoded");
+        log_attempt(d, it, NULL, "dead", BG_DEAD_BAD_ENTRY, -1);
         record_dead(d, it, BG_DEAD_BAD_ENTRY);
         release_head(d, c);
         return;
@@ -755,11 +813,13 @@ deliver(bg_dispatcher *d, struct st_conv *c)
         snprintf(it->last_error, sizeof(it->last_error), "the forwarded token expired at %" PRId64,
                  it->entry.token_exp);
         record_failure(d, it, BG_FAILURE_TOKEN_EXPIRED, it->last_error);
+        log_attempt(d, it, NULL, "dead", BG_DEAD_TOKEN_EXPIRED, -1);
         record_dead(d, it, BG_DEAD_TOKEN_EXPIRED);
         release_head(d, c);
         return;
     }
     it->attempt++;
+    it->attempt_at_us = wall_us();
     char *block = NULL;
     const char *lines[BG_ENTRY_MAX_HEADERS + 3];
     if (build_headers(it, &block, lines, sizeof(lines) / sizeof(lines[0])) != 0) {

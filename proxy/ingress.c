@@ -17,6 +17,7 @@
  * in progress (dropped in its callback). Whichever ends last frees it; a callback
  * answers only while op->req is still set.
  */
+#include "botgate/access_log.h"
 #include "botgate/activity.h"
 #include "botgate/delivery.h"
 #include "botgate/entry.h"
@@ -50,11 +51,25 @@ struct st_ingress_op {
     int64_t token_exp;
     int64_t received_at_us; /* wall clock when the handler took the request */
     char request_id[65];
+    /* for the access line (access_log.h), written when h2o disposes the request */
+    int err;                 /* the refusal's error; 0: none */
+    const char *token_cache; /* "hit", "miss", NULL: no token checked */
+    int duplicate;
+    int64_t keys_wait_us, auth_us, enqueue_us, bot_us; /* -1: not measured */
+    int64_t mark_us;                                   /* monotonic start of the wait in progress */
 };
 
 struct st_ingress_req_ref {
     struct st_ingress_op *op;
 };
+
+static int64_t
+mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static void
 op_release(struct st_ingress_op *op)
@@ -65,12 +80,46 @@ op_release(struct st_ingress_op *op)
     }
 }
 
+/* The request's access line: h2o is disposing of it, answered or not (status 0: the
+ * client left first). The request and its pool are still whole here: h2o runs the pool's
+ * destructors before it frees anything in it. */
+static void
+log_access(struct st_ingress_op *op, h2o_req_t *req)
+{
+    bg_access_request r = {.request_id = op->request_id,
+                           .route = "messages",
+                           .code = op->err != 0 ? bg_error_code(op->err) : NULL,
+                           .activity_id = op->act.id,
+                           .activity_type = op->act.type,
+                           .channel_id = op->act.channel_id,
+                           .conversation_id = op->act.conversation_id,
+                           .token_cache = op->token_cache,
+                           .duplicate = op->duplicate,
+                           .keys_wait_us = op->keys_wait_us,
+                           .auth_us = op->auth_us,
+                           .enqueue_us = op->enqueue_us,
+                           .bot_us = op->bot_us};
+    char method[16], remote[64];
+    bg_access_request_from_h2o(&r, req, method, remote);
+    bg_access_log_request(op->server->access_log, &r);
+}
+
 static void
 on_req_dispose(void *p)
 {
     struct st_ingress_req_ref *ref = p;
+    if (ref->op->server->access_log != NULL)
+        log_access(ref->op, ref->op->req);
     ref->op->req = NULL;
     op_release(ref->op);
+}
+
+/* Answers with the error's status and JSON body, and keeps its code for the access line. */
+static void
+op_refuse(struct st_ingress_op *op, int err, const char *detail)
+{
+    op->err = err;
+    bg_respond_error(op->req, err, detail);
 }
 
 /* Warns about refused writes at most once a second, with the count in between: during a
@@ -110,11 +159,12 @@ on_stored(void *data, int err, int duplicate)
 {
     struct st_ingress_op *op = data;
     op->server->inflight--;
+    op->enqueue_us = mono_us() - op->mark_us;
+    op->duplicate = duplicate; /* a repeat is acknowledged like the original */
     if (err != 0)
         bg_admin_count_redis_error(&op->server->metrics, err);
     if (op->req != NULL) {
         if (err == 0) {
-            (void)duplicate; /* a repeat is acknowledged like the original */
             op->req->res.status = 202;
             op->req->res.reason = "Accepted";
             op->req->res.content_length = 0;
@@ -122,7 +172,7 @@ on_stored(void *data, int err, int duplicate)
             h2o_send_inline(op->req, "", 0);
         } else {
             log_unavailable(err);
-            bg_respond_error(op->req, err, NULL);
+            op_refuse(op, err, NULL);
         }
     }
     op_release(op);
@@ -188,13 +238,6 @@ set_request_id(bg_server *server, h2o_req_t *req, char id[65])
                           h2o_strdup(&req->pool, id, len).base, len);
 }
 
-static int
-refuse(h2o_req_t *req, int err, const char *detail)
-{
-    bg_respond_error(req, err, detail);
-    return 0;
-}
-
 /*
  * A synchronous activity (an invoke, deliveryMode expectReplies): the channel waits for
  * the bot's own answer, so it is proxied to the bot at once, with a deadline under the
@@ -208,6 +251,7 @@ on_sync_answer(const bg_http_result *res, void *data)
     h2o_linklist_unlink(&op->sync_link);
     op->sync_call = NULL;
     op->server->inflight--;
+    op->bot_us = res->total_us;
     h2o_req_t *req = op->req;
     bg_server_metrics *m = &op->server->metrics;
     bg_metric_inc(res->curl_code == CURLE_OK                   ? m->sync_answered
@@ -227,12 +271,12 @@ on_sync_answer(const bg_http_result *res, void *data)
         if (res->curl_code == CURLE_OPERATION_TIMEDOUT) {
             bg_log_warn("ingress", "synchronous %s: the bot missed the %s deadline", op->act.type,
                         op->act.name != NULL ? op->act.name : "");
-            bg_respond_error(req, BG_EBOT_TIMEOUT, NULL);
+            op_refuse(op, BG_EBOT_TIMEOUT, NULL);
             req->res.status = op->server->cfg->policy.sync_fallback_status;
         } else if (res->curl_code != CURLE_OK) {
             bg_log_warn("ingress", "synchronous %s: the bot is unreachable: %s", op->act.type,
                         res->error);
-            bg_respond_error(req, BG_EBOT_UNAVAILABLE, NULL);
+            op_refuse(op, BG_EBOT_UNAVAILABLE, NULL);
         } else {
             req->res.status = (int)res->status;
             req->res.reason = "";
@@ -276,7 +320,7 @@ proxy_sync(struct st_ingress_op *op)
                           .max_body = 4 << 20};
     op->sync_call = bg_http_start(server->http, &hr, on_sync_answer, op);
     if (op->sync_call == NULL) {
-        refuse(req, BG_ENOMEM, NULL);
+        op_refuse(op, BG_ENOMEM, NULL);
         return;
     }
     op->refs++;
@@ -295,7 +339,7 @@ bg_ingress_cancel_sync(bg_server *server)
         op->sync_call = NULL;
         server->inflight--;
         if (op->req != NULL)
-            bg_respond_error(op->req, BG_ESHUTDOWN, NULL);
+            op_refuse(op, BG_ESHUTDOWN, NULL);
         op_release(op);
     }
 }
@@ -311,12 +355,13 @@ enqueue(struct st_ingress_op *op)
     size_t buflen = 0;
     int rc = bg_entry_encode(&entry, &buf, &buflen);
     if (rc != 0) {
-        refuse(req, rc, NULL);
+        op_refuse(op, rc, NULL);
         return;
     }
     bg_queue_item item = {buf, buflen, op->act.conversation_id, op->act.id};
     op->refs++;
     op->server->inflight++;
+    op->mark_us = mono_us();
     rc = bg_queue_put(op->server->queue, &item, on_stored, op);
     free(buf);
     if (rc != 0) {
@@ -324,7 +369,7 @@ enqueue(struct st_ingress_op *op)
         op->refs--; /* the put's reference: its callback will not run */
         bg_admin_count_redis_error(&op->server->metrics, rc);
         log_unavailable(rc);
-        refuse(req, rc, NULL);
+        op_refuse(op, rc, NULL);
     }
 }
 
@@ -357,10 +402,11 @@ static void
 on_keys(void *data)
 {
     struct st_ingress_op *op = data;
+    op->keys_wait_us = mono_us() - op->mark_us;
     if (op->req != NULL && !op->server->shutting_down)
         authenticate(op);
     else if (op->req != NULL)
-        refuse(op->req, BG_ESHUTDOWN, NULL);
+        op_refuse(op, BG_ESHUTDOWN, NULL);
     op_release(op);
 }
 
@@ -374,6 +420,7 @@ wait_for_keys(struct st_ingress_op *op, int unknown_kid)
     if (!bg_keys_wait(op->server->keys, unknown_kid, on_keys, op))
         return 0;
     op->refs++;
+    op->mark_us = mono_us();
     return 1;
 }
 
@@ -383,35 +430,14 @@ wait_for_keys(struct st_ingress_op *op, int unknown_kid)
  * never the checks against this request (expiry, serviceUrl, endorsement, key still
  * held).
  */
-static void
-authenticate(struct st_ingress_op *op)
+#define AUTH_WAITING 1 /* check_token: the request waits for the keys */
+
+/* The token against the keys and the cache, then against this request: 0 (accepted),
+ * AUTH_WAITING, or the error to refuse with (its detail in why, or why[0] == 0). */
+static int
+check_token(struct st_ingress_op *op, char *why, size_t whylen)
 {
     bg_server *server = op->server;
-    h2o_req_t *req = op->req;
-    char why[200];
-    if (!server->auth_on) {
-        /* The SDK with no app id: a request without a token is let through as anonymous;
-         * one with a token is checked, and no token can name an empty audience. */
-        if (op->token != NULL) {
-            refuse(req, BG_EAUTH_AUDIENCE,
-                   "authentication is off (no auth.app_id): send no Authorization header");
-            return;
-        }
-        route(op);
-        return;
-    }
-    if (op->token == NULL) {
-        refuse(req, BG_EAUTH_MISSING, NULL);
-        return;
-    }
-    /* Deviation from the SDKs, which skip the serviceUrl check when the activity has
-     * none: a captured token could then carry any body. */
-    if (is_blank(op->act.service_url) || is_blank(op->act.channel_id)) {
-        refuse(req, BG_EACTIVITY,
-               is_blank(op->act.service_url) ? "serviceUrl must be a non-blank string"
-                                             : "channelId must be a non-blank string");
-        return;
-    }
     const bg_keyset *channel = bg_keys_channel(server->keys);
     const bg_keyset *emulator = bg_keys_emulator(server->keys);
     int64_t now = (int64_t)time(NULL);
@@ -422,35 +448,72 @@ authenticate(struct st_ingress_op *op)
             : NULL;
     bg_auth_claims fresh = {0};
     int rc;
-    if (cached != NULL)
+    why[0] = '\0';
+    if (cached != NULL) {
         bg_metric_inc(server->metrics.token_cache_hits);
-    if (cached == NULL) {
-        if (channel == NULL) {
-            if (!wait_for_keys(op, 0))
-                refuse(req, BG_EKEYS, NULL);
-            return;
-        }
+        op->token_cache = "hit";
+    } else {
+        if (channel == NULL)
+            return wait_for_keys(op, 0) ? AUTH_WAITING : BG_EKEYS;
         bg_metric_inc(server->metrics.token_cache_misses); /* the full check is paid */
+        op->token_cache = "miss";
         rc = bg_auth_verify_token(&server->auth, channel, emulator, op->token, op->token_len,
-                                  &fresh, why, sizeof(why));
+                                  &fresh, why, whylen);
         if (rc == BG_EAUTH_UNKNOWN_KID && wait_for_keys(op, 1))
-            return;
+            return AUTH_WAITING;
         if (rc != 0) {
             bg_log_debug("auth", "%s: %s", bg_error_code(rc), why);
-            refuse(req, rc, why);
-            return;
+            return rc;
         }
         if (server->token_cache != NULL)
             bg_token_cache_put(server->token_cache, op->token, op->token_len, &fresh);
         cached = &fresh;
     }
     rc = bg_auth_check_request(&server->auth, channel, emulator, cached, op->act.service_url,
-                               op->act.channel_id, now, why, sizeof(why));
+                               op->act.channel_id, now, why, whylen);
     op->token_exp = cached->exp;
     bg_auth_claims_clear(&fresh);
-    if (rc != 0) {
+    if (rc != 0)
         bg_log_debug("auth", "%s: %s", bg_error_code(rc), why);
-        refuse(req, rc, why);
+    return rc;
+}
+
+static void
+authenticate(struct st_ingress_op *op)
+{
+    bg_server *server = op->server;
+    if (!server->auth_on) {
+        /* The SDK with no app id: a request without a token is let through as anonymous;
+         * one with a token is checked, and no token can name an empty audience. */
+        if (op->token != NULL) {
+            op_refuse(op, BG_EAUTH_AUDIENCE,
+                      "authentication is off (no auth.app_id): send no Authorization header");
+            return;
+        }
+        route(op);
+        return;
+    }
+    if (op->token == NULL) {
+        op_refuse(op, BG_EAUTH_MISSING, NULL);
+        return;
+    }
+    /* Deviation from the SDKs, which skip the serviceUrl check when the activity has
+     * none: a captured token could then carry any body. */
+    if (is_blank(op->act.service_url) || is_blank(op->act.channel_id)) {
+        op_refuse(op, BG_EACTIVITY,
+                  is_blank(op->act.service_url) ? "serviceUrl must be a non-blank string"
+                                                : "channelId must be a non-blank string");
+        return;
+    }
+    char why[200];
+    int64_t start = mono_us();
+    int rc = check_token(op, why, sizeof(why));
+    /* a wait for the keys splits the check in two: both halves count */
+    op->auth_us = (op->auth_us > 0 ? op->auth_us : 0) + (mono_us() - start);
+    if (rc == AUTH_WAITING)
+        return;
+    if (rc != 0) {
+        op_refuse(op, rc, why[0] != '\0' ? why : NULL);
         return;
     }
     route(op);
@@ -490,72 +553,86 @@ source_allowed(bg_server *server, h2o_req_t *req)
     return bg_cidr_list_match(&server->allow_cidrs, (struct sockaddr *)&client);
 }
 
+/* The checks before the body is read as an activity, cheapest first: 0, or the error to
+ * refuse with. Sets op->token when an Authorization header came. */
+static int
+precheck(struct st_ingress_op *op)
+{
+    bg_server *server = op->server;
+    h2o_req_t *req = op->req;
+    if (!h2o_memis(req->path_normalized.base, req->path_normalized.len,
+                   H2O_STRLIT("/api/messages")))
+        return BG_ENOTFOUND;
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
+        return BG_EMETHOD;
+    }
+    if (server->shutting_down)
+        return BG_ESHUTDOWN;
+    if (!source_allowed(server, req))
+        return BG_EFORBIDDEN;
+    /* h2o refuses a larger announced body itself (max_request_entity_size); this also
+     * covers any path by which a longer one could arrive. */
+    if (req->entity.len > (size_t)server->cfg->policy.body_max_bytes)
+        return BG_EBODY_TOO_LARGE;
+    ssize_t ct = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (ct < 0 || !bg_request_is_json(req->headers.entries[ct].value.base,
+                                      req->headers.entries[ct].value.len))
+        return BG_EMEDIA_TYPE;
+    ssize_t az = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (az < 0)
+        return 0; /* refused in authenticate(), after a ping without a token had its answer */
+    if (bg_request_bearer(req->headers.entries[az].value.base, req->headers.entries[az].value.len,
+                          &op->token, &op->token_len) != 0) {
+        op->token = NULL;
+        return BG_EAUTH_MALFORMED;
+    }
+    if (op->token_len > BG_AUTH_MAX_TOKEN) {
+        op->token = NULL;
+        return BG_EAUTH_TOO_LARGE;
+    }
+    return 0;
+}
+
 static int
 on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     bg_server *server = ((struct st_ingress_handler *)self)->server;
-    const bg_config *cfg = server->cfg;
-
-    if (!h2o_memis(req->path_normalized.base, req->path_normalized.len,
-                   H2O_STRLIT("/api/messages")))
-        return refuse(req, BG_ENOTFOUND, NULL);
-    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
-        return refuse(req, BG_EMETHOD, NULL);
-    }
-    char request_id[65];
-    set_request_id(server, req, request_id);
-    if (server->shutting_down)
-        return refuse(req, BG_ESHUTDOWN, NULL);
-    if (!source_allowed(server, req))
-        return refuse(req, BG_EFORBIDDEN, NULL);
-    /* h2o refuses a larger announced body itself (max_request_entity_size); this also
-     * covers any path by which a longer one could arrive. */
-    if (req->entity.len > (size_t)cfg->policy.body_max_bytes)
-        return refuse(req, BG_EBODY_TOO_LARGE, NULL);
-    ssize_t ct = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
-    if (ct < 0 || !bg_request_is_json(req->headers.entries[ct].value.base,
-                                      req->headers.entries[ct].value.len))
-        return refuse(req, BG_EMEDIA_TYPE, NULL);
-    const char *token = NULL;
-    size_t token_len = 0;
-    ssize_t az = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
-    if (az < 0) {
-        /* refused in authenticate(), after a ping without a token had its answer */
-    } else if (bg_request_bearer(req->headers.entries[az].value.base,
-                                 req->headers.entries[az].value.len, &token, &token_len) != 0) {
-        return refuse(req, BG_EAUTH_MALFORMED, NULL);
-    } else if (token_len > BG_AUTH_MAX_TOKEN) {
-        return refuse(req, BG_EAUTH_TOO_LARGE, NULL);
-    }
 
     struct st_ingress_op *op = calloc(1, sizeof(*op));
     struct st_ingress_req_ref *ref =
         op != NULL ? h2o_mem_alloc_shared(&req->pool, sizeof(*ref), on_req_dispose) : NULL;
     if (ref == NULL) {
         free(op);
-        return refuse(req, BG_ENOMEM, NULL);
+        bg_respond_error(req, BG_ENOMEM, NULL);
+        return 0;
     }
     op->req = req;
     op->server = server;
     op->refs = 1; /* the request's */
-    op->token = token;
-    op->token_len = token_len;
+    op->keys_wait_us = op->auth_us = op->enqueue_us = op->bot_us = -1;
+    ref->op = op;
     /* The wall clock, not h2o's processed_at: that is the loop's cached time, which can be
      * from before this request arrived. */
     struct timeval tv;
     gettimeofday(&tv, NULL);
     op->received_at_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
-    memcpy(op->request_id, request_id, sizeof(request_id));
-    ref->op = op;
+    set_request_id(server, req, op->request_id);
 
+    int rc = precheck(op);
+    if (rc != 0) {
+        op_refuse(op, rc, NULL);
+        return 0;
+    }
     char why[160];
-    int rc = bg_activity_parse(&op->act, req->entity.base, req->entity.len, why, sizeof(why));
-    if (rc != 0)
-        return refuse(req, rc, why);
+    rc = bg_activity_parse(&op->act, req->entity.base, req->entity.len, why, sizeof(why));
+    if (rc != 0) {
+        op_refuse(op, rc, why);
+        return 0;
+    }
     /* policy.answer_ping: a liveness check of the bot's endpoint ({"type":"ping"}, sent
      * without a token) is answered here; nothing is queued or forwarded. */
-    if (token == NULL && cfg->policy.answer_ping && strcmp(op->act.type, "ping") == 0) {
+    if (op->token == NULL && server->cfg->policy.answer_ping && strcmp(op->act.type, "ping") == 0) {
         bg_metric_inc(server->metrics.pings);
         bg_respond_json(req, 200, NULL, "{}");
         return 0;

@@ -22,6 +22,12 @@ bg_log_set_level(const char *name)
     return BG_EINVAL;
 }
 
+bg_log_level
+bg_log_get_level(void)
+{
+    return min_level;
+}
+
 /*
  * Formats the whole line first and writes it with one fputs on an unbuffered stderr, so
  * that lines from botgate and its private redis-server do not interleave mid-line. The

@@ -13,6 +13,7 @@
  * exits 0.
  */
 #include "botgate/server.h"
+#include "botgate/access_log.h"
 #include "botgate/dispatcher.h"
 #include "botgate/error.h"
 #include "botgate/failures.h"
@@ -333,6 +334,14 @@ bg_server_run(const bg_config *cfg, bg_role role, const char *cert_file, const c
         SSL_CTX_free(s->ssl_ctx);
         return 1;
     }
+    int rc = bg_access_log_open(&s->access_log, cfg->log.access, bg_log_get_level(),
+                                (unsigned)cfg->log.access_sample_1_in, err, sizeof(err));
+    if (rc != 0) {
+        bg_log_error("server", "log.access: %s", err);
+        bg_admin_metrics_free(s);
+        SSL_CTX_free(s->ssl_ctx);
+        return rc == BG_ENOMEM ? 1 : 2;
+    }
 
     h2o_config_init(&s->globalconf);
     s->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("botgate"));
@@ -391,6 +400,7 @@ bg_server_run(const bg_config *cfg, bg_role role, const char *cert_file, const c
     if (s->dispatcher != NULL) {
         bg_dispatcher_set_metrics(s->dispatcher, &s->metrics);
         bg_dispatcher_set_failures(s->dispatcher, s->failures);
+        bg_dispatcher_set_access_log(s->dispatcher, s->access_log);
     }
     if ((status = setup_auth(s, cfg, err, sizeof(err))) != 0) {
         bg_log_error("server", "%s", err[0] != '\0' ? err : "out of memory");
@@ -465,7 +475,9 @@ out:
     h2o_evloop_destroy(s->loop);
     h2o_config_dispose(&s->globalconf);
     SSL_CTX_free(s->ssl_ctx);
-    /* last: a request disposed on the way out still counts itself */
+    /* last: a request disposed on the way out still counts and logs itself */
+    bg_access_log_close(s->access_log);
+    s->access_log = NULL;
     bg_admin_metrics_free(s);
     return status;
 }

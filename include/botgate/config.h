@@ -97,8 +97,9 @@ typedef struct bg_config {
         char *listen;
     } admin;
     struct {
-        char *access; /* stdout | stderr | off | a file path */
-        char *level;  /* debug | info | warn | error */
+        char *access;           /* stdout | stderr | off | a file path */
+        char *level;            /* debug | info | warn | error */
+        int access_sample_1_in; /* keep 1 in N successful requests' lines */
     } log;
     int shutdown_grace_s;
 } bg_config;

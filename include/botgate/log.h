@@ -17,6 +17,7 @@ typedef enum bg_log_level {
 
 /* Sets the lowest level written; "debug", "info", "warn" or "error". Returns 0 or BG_EINVAL. */
 int bg_log_set_level(const char *name);
+bg_log_level bg_log_get_level(void);
 
 void bg_log(bg_log_level level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

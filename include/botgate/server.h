@@ -71,6 +71,7 @@ typedef struct bg_server_metrics {
     /* gauges */
     bg_metric_series *up, *jwks_key_age, *redis_up, *queue_length, *queue_pending,
         *queue_oldest_pending, *deliveries_in_flight;
+    bg_metric_series *access_written, *access_dropped, *access_write_errors; /* at scrape */
     /* state behind them */
     unsigned long redis_ready_calls; /* the first is the connection, the others reconnects */
     int64_t cert_not_after;          /* Unix time; 0 = no TLS listener */
@@ -110,8 +111,9 @@ typedef struct bg_server {
     uint64_t id_prefix; /* random, per process: request ids are unique across pods */
     uint64_t id_counter;
     bg_server_metrics metrics;
-    struct bg_failures *failures; /* <stream>:failures (failures.h) */
-    bg_timer cert_timer;          /* logs the certificate's days left, daily */
+    struct bg_failures *failures;     /* <stream>:failures (failures.h) */
+    struct bg_access_log *access_log; /* NULL: log.access off */
+    bg_timer cert_timer;              /* logs the certificate's days left, daily */
 } bg_server;
 
 /* The server a request belongs to: its h2o context is the one in bg_server. */
@@ -159,6 +161,8 @@ void bg_admin_count_redis_error(bg_server_metrics *metrics, int err);
 void bg_dispatcher_set_metrics(struct bg_dispatcher *d, bg_server_metrics *metrics);
 /* Where failed attempts are recorded (failures.h); NULL (the default): nowhere. */
 void bg_dispatcher_set_failures(struct bg_dispatcher *d, struct bg_failures *failures);
+/* Where each attempt's line goes (access_log.h); NULL: nowhere. */
+void bg_dispatcher_set_access_log(struct bg_dispatcher *d, struct bg_access_log *log);
 
 /* Answers req with the JSON error of err ({"error":{"code":..,"message":..}}); detail,
  * when not NULL, replaces the table's sentence (it must not contain request bytes). */

@@ -1124,7 +1124,9 @@ bgt_config_yaml(const bgt_botgate_conf *c)
     if (c->state_dir != NULL)
         appendf(&b, "state_dir: \"%s\"\n", c->state_dir);
     appendf(&b, "admin:\n  listen: \"\"\nrelay:\n  listen: \"\"\n");
-    appendf(&b, "log:\n  access: off\n  level: %s\n", c->log_level != NULL ? c->log_level : "info");
+    appendf(&b, "log:\n  access: \"%s\"\n  level: %s\n%s",
+            c->log_access != NULL ? c->log_access : "off",
+            c->log_level != NULL ? c->log_level : "info", c->log_extra != NULL ? c->log_extra : "");
     if (c->extra != NULL)
         appendf(&b, "%s", c->extra);
     return b.p;

@@ -272,6 +272,8 @@ typedef struct bgt_botgate_conf {
     int redis_timeout_ms;  /* 0 = 2000 */
     const char *state_dir;
     const char *log_level;   /* NULL = info */
+    const char *log_access;  /* log.access; NULL = off */
+    const char *log_extra;   /* more "key: value" lines inside log:, already indented */
     const char *redis_extra; /* more "key: value" lines inside redis:, already indented */
     const char *extra;       /* more top-level YAML appended verbatim (policy:, auth:, ...) */
 } bgt_botgate_conf;

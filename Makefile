@@ -3,7 +3,7 @@ BUILD ?= build
 TEST_BUILD ?= build-test
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run test test-fuzz fuzz format format-check bench bench-delivery clean
+.PHONY: all deps build run test test-fuzz fuzz format format-check bench bench-delivery bench-logging clean
 
 all: build
 
@@ -57,6 +57,12 @@ bench: build
 bench-delivery: build
 	bash scripts/deps.sh bench
 	bash tests/bench/delivery.sh
+
+# The access log and metrics on against them off, on the ack path (issue 5):
+# tests/bench/logging.sh.
+bench-logging: build
+	bash scripts/deps.sh bench
+	bash tests/bench/logging.sh
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) build-fuzz

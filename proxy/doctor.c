@@ -133,8 +133,8 @@ parse_ms(const char *flag, const char *s)
     errno = 0;
     long n = strtol(s, &end, 10);
     if (errno != 0 || end == s || *end != '\0' || n < 1 || n > 3600000) {
-        fprintf(stderr, "botgate doctor: %s takes a number of ms in 1..3600000, not '%s'\n",
-                flag, s);
+        fprintf(stderr, "botgate doctor: %s takes a number of ms in 1..3600000, not '%s'\n", flag,
+                s);
         return -1;
     }
     return n;
@@ -143,9 +143,9 @@ parse_ms(const char *flag, const char *s)
 static int
 parse_args(int argc, char **argv, struct st_args *a)
 {
-    *a = (struct st_args){
-        .warn_ms = BG_DOCTOR_WARN_MS, .fail_ms = BG_DOCTOR_FAIL_MS,
-        .connect_ms = BG_DOCTOR_CONNECT_MS};
+    *a = (struct st_args){.warn_ms = BG_DOCTOR_WARN_MS,
+                          .fail_ms = BG_DOCTOR_FAIL_MS,
+                          .connect_ms = BG_DOCTOR_CONNECT_MS};
     for (int i = 0; i < argc; i++) {
         const char *w = argv[i];
         bool has_value = i + 1 < argc;
@@ -233,8 +233,7 @@ out:
     return rc;
 }
 
-static void
-set_step(struct st_step *s, bg_doctor_result r, const char *fmt, ...)
+static void set_step(struct st_step *s, bg_doctor_result r, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
@@ -290,8 +289,9 @@ mono_us(void)
 static void
 addr_text(const struct sockaddr *sa, char *out, size_t cap)
 {
-    const void *a = sa->sa_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
-                                              : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+    const void *a = sa->sa_family == AF_INET6
+                        ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                        : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
     if (inet_ntop(sa->sa_family, a, out, (socklen_t)cap) == NULL)
         snprintf(out, cap, "?");
 }
@@ -360,7 +360,8 @@ step_dns_tcp(struct st_doctor *d)
         addr_text(ai->ai_addr, a, sizeof(a));
         json_array_append_new(jaddrs, json_string(a));
         if (used < sizeof(addrs))
-            used += (size_t)snprintf(addrs + used, sizeof(addrs) - used, "%s%s", used ? ", " : "", a);
+            used +=
+                (size_t)snprintf(addrs + used, sizeof(addrs) - used, "%s%s", used ? ", " : "", a);
     }
     if (d->t.host_is_ip)
         set_step(dns, (bg_doctor_result){BG_DOCTOR_PASS, BG_DOCTOR_OK},
@@ -392,10 +393,9 @@ step_dns_tcp(struct st_doctor *d)
         if (first_err == 0)
             first_err = err;
         if (used < sizeof(tried))
-            used += (size_t)snprintf(tried + used, sizeof(tried) - used, "%s%s port %s: %s",
-                                     used ? "; " : "", a, d->t.port,
-                                     err == ETIMEDOUT ? "no answer within --connect-ms"
-                                                      : strerror(err));
+            used += (size_t)snprintf(
+                tried + used, sizeof(tried) - used, "%s%s port %s: %s", used ? "; " : "", a,
+                d->t.port, err == ETIMEDOUT ? "no answer within --connect-ms" : strerror(err));
     }
     if (d->fd < 0)
         set_step(tcp, bg_doctor_connect_result(first_err), "%s", tried);
@@ -556,8 +556,8 @@ step_tls(struct st_doctor *d)
         set_step(s, r, "%s, %s issued by %s, %s; chain verified against %s, name %s matches",
                  SSL_get_version(ssl), subject, issuer, when, trust, d->t.host);
     else
-        set_step(s, r, "%s, %s issued by %s, %s; not verified against %s: %s",
-                 SSL_get_version(ssl), subject, issuer, when, trust, problems);
+        set_step(s, r, "%s, %s issued by %s, %s; not verified against %s: %s", SSL_get_version(ssl),
+                 subject, issuer, when, trust, problems);
     add_data(s, "protocol", json_string(SSL_get_version(ssl)));
     add_data(s, "subject", json_string(subject));
     add_data(s, "issuer", json_string(issuer));
@@ -698,15 +698,18 @@ out:
 }
 
 /* Where the token comes from: --login-url; else relay.token_url when it is not the
- * default; else login.microsoftonline.com/<auth.tenant_id, or botframework.com>. */
+ * default; else, for a SingleTenant app, login.microsoftonline.com/<auth.tenant_id>; else
+ * the default (the botframework.com tenant, as the SDKs ask for a MultiTenant app). */
 static char *
 token_url(const struct st_doctor *d)
 {
-    static const char def[] = "https://login.microsoftonline.com/botframework.com/oauth2/v2.0/token";
+    static const char def[] =
+        "https://login.microsoftonline.com/botframework.com/oauth2/v2.0/token";
     char *url = NULL;
     if (d->a.login_url != NULL)
         return strdup(d->a.login_url);
-    if (strcmp(d->cfg.relay.token_url, def) != 0 || d->cfg.auth.tenant_id[0] == '\0')
+    if (strcmp(d->cfg.relay.token_url, def) != 0 || d->cfg.auth.tenant_id[0] == '\0' ||
+        strcmp(d->cfg.auth.app_type, "SingleTenant") != 0)
         return strdup(d->cfg.relay.token_url);
     char *tenant = curl_easy_escape(NULL, d->cfg.auth.tenant_id, 0);
     if (tenant != NULL &&
@@ -726,8 +729,8 @@ token_form(CURL *c, const bg_config *cfg)
     char *scope = curl_easy_escape(c, cfg->relay.scope, 0);
     char *form = NULL;
     if (id != NULL && secret != NULL && scope != NULL &&
-        asprintf(&form, "grant_type=client_credentials&client_id=%s&client_secret=%s&scope=%s",
-                 id, secret, scope) < 0)
+        asprintf(&form, "grant_type=client_credentials&client_id=%s&client_secret=%s&scope=%s", id,
+                 secret, scope) < 0)
         form = NULL;
     if (secret != NULL)
         explicit_bzero(secret, strlen(secret));
@@ -744,6 +747,10 @@ step_token(struct st_doctor *d)
     const bg_config *cfg = &d->cfg;
     if (cfg->auth.app_id[0] == '\0' || cfg->auth.app_password[0] == '\0') {
         skip_step(s, "MicrosoftAppId and MicrosoftAppPassword are not both set");
+        return;
+    }
+    if (strcmp(cfg->auth.app_type, "UserAssignedMSI") == 0) {
+        skip_step(s, "a UserAssignedMSI app gets its tokens from the managed identity");
         return;
     }
     CURL *c = curl_easy_init();
@@ -817,14 +824,22 @@ out:
 
 /* ---- redis ------------------------------------------------------------------------------ */
 
-/* A command whose failure makes the step fail with why; NULL then. */
+/* A command whose failure makes the step fail with why: NULL then. An error reply is a
+ * failure too, but for NOGROUP (no dispatcher ever made the group: nothing is pending),
+ * which is returned. Not bg_redis_sync_command: its messages go to stderr, ours into the
+ * step. */
 static redisReply *
 redis_query(bg_redis_sync *rs, int argc, const char **argv, char *why, size_t cap)
 {
     redisReply *r = redisCommandArgv(rs->c, argc, argv, NULL);
-    if (r == NULL)
+    if (r == NULL) {
         snprintf(why, cap, "%s: %s failed: %s", rs->where, argv[0],
                  rs->c->errstr[0] != '\0' ? rs->c->errstr : "no answer");
+    } else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOGROUP", 7) != 0) {
+        snprintf(why, cap, "%s: %s refused: %.200s", rs->where, argv[0], r->str);
+        freeReplyObject(r);
+        r = NULL;
+    }
     return r;
 }
 
@@ -875,9 +890,6 @@ step_redis(struct st_doctor *d)
             int64_t age = bg_cli_wall_ms() - (int64_t)strtoll(r->element[1]->str, NULL, 10);
             q.oldest_pending_s = age > 0 ? age / 1000 : 0;
         }
-    } else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOGROUP", 7) != 0) {
-        snprintf(why, sizeof(why), "%s: XPENDING refused: %s", rs.where, r->str);
-        goto out;
     }
     freeReplyObject(r);
 
@@ -995,7 +1007,7 @@ print_json(struct st_doctor *d, bg_doctor_cause verdict, bool failed)
     json_object_set_new(o, "steps", steps);
     json_object_set_new(o, "verdict", v);
     json_object_set_new(o, "ok", json_boolean(!failed));
-    char *line = json_dumps(o, JSON_COMPACT);
+    char *line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
     json_decref(o);
     if (line == NULL)
         return -1;

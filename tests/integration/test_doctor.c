@@ -127,12 +127,19 @@ parse_report(const char *out)
     return r;
 }
 
-/* botgate with a TLS listener serving cert/key and a plain one for the health check;
- * *tls_port gets the TLS port. */
+/* botgate with a TLS listener serving a self-signed certificate valid from now +
+ * not_before_s to now + not_after_s (written to env.dir/<name>-cert.pem, its path left in
+ * cert), and a plain listener for the health check; url gets the TLS listener's
+ * /api/messages. */
 static void
-start_tls_gate(const char *name, const char *cert, const char *key, int *tls_port)
+start_tls_gate(const char *name, long not_before_s, long not_after_s, char *cert, char *url,
+               size_t url_cap)
 {
-    char state_dir[BGT_PATH_MAX], health[128];
+    char state_dir[BGT_PATH_MAX], key[BGT_PATH_MAX], health[128];
+    bgt_pathf(cert, BGT_PATH_MAX, env.dir, "%s-cert.pem", name);
+    bgt_pathf(key, sizeof(key), env.dir, "%s-key.pem", name);
+    assert_int_equal(
+        bgt_cert_write_self_signed(cert, key, "localhost", SAN, not_before_s, not_after_s), 0);
     bgt_pathf(state_dir, sizeof(state_dir), env.dir, "state-%s", name);
     mkdir(state_dir, 0700);
     bgt_botgate_conf c = {.tls_port = bgt_free_port(),
@@ -141,7 +148,7 @@ start_tls_gate(const char *name, const char *cert, const char *key, int *tls_por
                           .key_file = key,
                           .redis_url = redis.url,
                           .state_dir = state_dir};
-    *tls_port = c.tls_port;
+    snprintf(url, url_cap, "https://127.0.0.1:%d/api/messages", c.tls_port);
     snprintf(health, sizeof(health), "http://127.0.0.1:%d/healthz", c.plain_port);
     assert_int_equal(bgt_botgate_start_conf(&gate, env.dir, name, &c, health), 0);
 }
@@ -165,9 +172,8 @@ test_usage(void **state)
     assert_non_null(strstr(err, "--warn-ms takes a number"));
     free(out);
     free(err);
-    assert_int_equal(doctor(&out, &err, "http://127.0.0.1/", "--warn-ms", "500", "--fail-ms",
-                            "400", NULL),
-                     2);
+    assert_int_equal(
+        doctor(&out, &err, "http://127.0.0.1/", "--warn-ms", "500", "--fail-ms", "400", NULL), 2);
     free(out);
     free(err);
     assert_int_equal(doctor(&out, &err, "http://127.0.0.1/", "--ca-file", "/nonexistent", NULL), 2);
@@ -209,14 +215,8 @@ static void
 test_expired_certificate(void **state)
 {
     (void)state;
-    char cert[BGT_PATH_MAX], key[BGT_PATH_MAX], url[128], *out, *err;
-    bgt_path(cert, sizeof(cert), env.dir, "expired-cert.pem");
-    bgt_path(key, sizeof(key), env.dir, "expired-key.pem");
-    assert_int_equal(bgt_cert_write_self_signed(cert, key, "localhost", SAN, -30 * DAY, -2 * DAY),
-                     0);
-    int port;
-    start_tls_gate("expired", cert, key, &port);
-    snprintf(url, sizeof(url), "https://127.0.0.1:%d/api/messages", port);
+    char cert[BGT_PATH_MAX], url[128], *out, *err;
+    start_tls_gate("expired", -30 * DAY, -2 * DAY, cert, url, sizeof(url));
 
     assert_int_equal(doctor(&out, &err, url, "--ca-file", cert, NULL), 1);
     expect_verdict(out, BG_DOCTOR_CERT_EXPIRED);
@@ -251,14 +251,8 @@ static void
 test_self_signed_then_healthy(void **state)
 {
     (void)state;
-    char cert[BGT_PATH_MAX], key[BGT_PATH_MAX], url[128], *out, *err;
-    bgt_path(cert, sizeof(cert), env.dir, "self-cert.pem");
-    bgt_path(key, sizeof(key), env.dir, "self-key.pem");
-    assert_int_equal(bgt_cert_write_self_signed(cert, key, "localhost", SAN, -3600, 365 * DAY + 3600),
-                     0);
-    int port;
-    start_tls_gate("selfsigned", cert, key, &port);
-    snprintf(url, sizeof(url), "https://127.0.0.1:%d/api/messages", port);
+    char cert[BGT_PATH_MAX], url[128], *out, *err;
+    start_tls_gate("selfsigned", -3600, 365 * DAY + 3600, cert, url, sizeof(url));
 
     assert_int_equal(doctor(&out, &err, url, NULL), 1);
     expect_verdict(out, BG_DOCTOR_CERT_SELF_SIGNED);
@@ -444,8 +438,9 @@ test_redis_state(void **state)
     rep = bgt_redis_cmd(&redis, "XADD %s:dlq * reason http_4xx attempts 1", stream);
     freeReplyObject(rep);
     for (int i = 0; i < 3; i++) {
-        rep = bgt_redis_cmd(&redis, "XADD %s:failures * t_ms 1 class %s target x request_id r "
-                                    "detail d",
+        rep = bgt_redis_cmd(&redis,
+                            "XADD %s:failures * t_ms 1 class %s target x request_id r "
+                            "detail d",
                             stream, i < 2 ? "http_5xx" : "connect_refused");
         freeReplyObject(rep);
     }

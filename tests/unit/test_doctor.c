@@ -75,9 +75,8 @@ test_verdict(void **state)
     assert_false(failed);
 
     /* warnings alone: the first names the verdict, and nothing failed */
-    bg_doctor_result warns[] = {PASS,
-                                {BG_DOCTOR_WARN, BG_DOCTOR_CERT_EXPIRING},
-                                {BG_DOCTOR_WARN, BG_DOCTOR_HTTP_SLOW}};
+    bg_doctor_result warns[] = {
+        PASS, {BG_DOCTOR_WARN, BG_DOCTOR_CERT_EXPIRING}, {BG_DOCTOR_WARN, BG_DOCTOR_HTTP_SLOW}};
     assert_int_equal(bg_doctor_verdict(warns, N(warns), &failed), BG_DOCTOR_CERT_EXPIRING);
     assert_false(failed);
 
@@ -89,7 +88,8 @@ test_verdict(void **state)
     assert_int_equal(bg_doctor_verdict(mixed, N(mixed), &failed), BG_DOCTOR_HTTP_TOO_SLOW);
     assert_true(failed);
 
-    bg_doctor_result first[] = {{BG_DOCTOR_FAIL, BG_DOCTOR_CONNECT_REFUSED}, skip,
+    bg_doctor_result first[] = {{BG_DOCTOR_FAIL, BG_DOCTOR_CONNECT_REFUSED},
+                                skip,
                                 {BG_DOCTOR_FAIL, BG_DOCTOR_REDIS_UNREACHABLE}};
     assert_int_equal(bg_doctor_verdict(first, N(first), &failed), BG_DOCTOR_CONNECT_REFUSED);
     assert_true(failed);
@@ -165,7 +165,8 @@ test_expiry(void **state)
     assert_int_equal(days, 0);
     expect_result(bg_doctor_expiry_result(now - 1, now, &days), FAIL_WITH(BG_DOCTOR_CERT_EXPIRED));
     assert_int_equal(days, 0);
-    expect_result(bg_doctor_expiry_result(now - day, now, &days), FAIL_WITH(BG_DOCTOR_CERT_EXPIRED));
+    expect_result(bg_doctor_expiry_result(now - day, now, &days),
+                  FAIL_WITH(BG_DOCTOR_CERT_EXPIRED));
     assert_int_equal(days, -1);
     expect_result(bg_doctor_expiry_result(now - 2 * day - 1, now, &days),
                   FAIL_WITH(BG_DOCTOR_CERT_EXPIRED));
@@ -240,13 +241,13 @@ test_aad(void **state)
     expect_result(bg_doctor_aad_result(401, "invalid_client",
                                        "AADSTS7000215: Invalid client secret provided.", 0),
                   FAIL_WITH(BG_DOCTOR_AAD_BAD_SECRET));
-    expect_result(bg_doctor_aad_result(401, "invalid_client",
-                                       "AADSTS7000222: The provided client secret keys are expired.",
-                                       0),
-                  FAIL_WITH(BG_DOCTOR_AAD_SECRET_EXPIRED));
-    expect_result(bg_doctor_aad_result(400, "unauthorized_client", "AADSTS700016: Application ...",
-                                       0),
-                  FAIL_WITH(BG_DOCTOR_AAD_APP_NOT_FOUND));
+    expect_result(
+        bg_doctor_aad_result(401, "invalid_client",
+                             "AADSTS7000222: The provided client secret keys are expired.", 0),
+        FAIL_WITH(BG_DOCTOR_AAD_SECRET_EXPIRED));
+    expect_result(
+        bg_doctor_aad_result(400, "unauthorized_client", "AADSTS700016: Application ...", 0),
+        FAIL_WITH(BG_DOCTOR_AAD_APP_NOT_FOUND));
     expect_result(bg_doctor_aad_result(400, "invalid_request", NULL, 90002),
                   FAIL_WITH(BG_DOCTOR_AAD_TENANT_NOT_FOUND));
     /* error_codes says which when it and the description disagree */

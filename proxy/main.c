@@ -4,6 +4,7 @@
  *   botgate serve [-c FILE]   run the sidecar (configuration: FILE, then the environment)
  *   botgate dlq list|replay|drop ...   the dead-letter stream (proxy/dlq.c)
  *   botgate failures [--since D] ...   recent upstream failures (proxy/failures_cli.c)
+ *   botgate doctor URL [...]           the 502 runbook against an endpoint (proxy/doctor.c)
  *   botgate version           print the version
  *
  * Exit status: 0 after an orderly stop, 2 for a bad command line or configuration (the
@@ -13,6 +14,7 @@
 #include "botgate/config_file.h"
 #include "botgate/devcert.h"
 #include "botgate/dlq.h"
+#include "botgate/doctor.h"
 #include "botgate/error.h"
 #include "botgate/failures.h"
 #include "botgate/log.h"
@@ -36,6 +38,8 @@ usage(FILE *out)
                  "       botgate dlq replay ID|--all [-c FILE]\n"
                  "       botgate dlq drop ID|--all [-c FILE]\n"
                  "       botgate failures [--since DURATION] [--limit N] [--json] [-c FILE]\n"
+                 "       botgate doctor URL [--json] [--ca-file F] [-c FILE] [--login-url URL]\n"
+                 "                      [--warn-ms N] [--fail-ms N] [--connect-ms N]\n"
                  "       botgate version\n"
                  "\n"
                  "serve    run the sidecar; FILE is YAML (see conf/botgate.yaml), and every\n"
@@ -46,6 +50,8 @@ usage(FILE *out)
                  "         (botgate dlq help)\n"
                  "failures recent failed calls to the bot and the key endpoints, newest first,\n"
                  "         with a summary per class (botgate failures help)\n"
+                 "doctor   run the Teams 502 runbook against URL and name the likely cause\n"
+                 "         (botgate doctor help)\n"
                  "version  print the version\n");
 }
 
@@ -155,6 +161,8 @@ main(int argc, char **argv)
         return bg_dlq_run(argc - 2, argv + 2, environ);
     if (strcmp(argv[1], "failures") == 0)
         return bg_failures_run(argc - 2, argv + 2, environ);
+    if (strcmp(argv[1], "doctor") == 0)
+        return bg_doctor_run(argc - 2, argv + 2, environ);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("botgate %s\n", BOTGATE_VERSION);
         return 0;

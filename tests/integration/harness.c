@@ -296,6 +296,8 @@ env_is_scrubbed(const char *kv)
     return strncmp(kv, "BOTGATE_", 8) == 0 || strncmp(kv, "MicrosoftApp", 12) == 0;
 }
 
+const char *const *bgt_spawn_env;
+
 pid_t
 bgt_spawn(char *const argv[], const char *out_path, const char *err_path)
 {
@@ -325,11 +327,15 @@ bgt_spawn(char *const argv[], const char *out_path, const char *err_path)
         size_t n = 0;
         for (char **e = environ; *e != NULL; e++)
             n++;
+        for (const char *const *e = bgt_spawn_env; e != NULL && *e != NULL; e++)
+            n++;
         char **envp = calloc(n + 1, sizeof(*envp));
         size_t k = 0;
         for (char **e = environ; *e != NULL; e++)
             if (!env_is_scrubbed(*e))
                 envp[k++] = *e;
+        for (const char *const *e = bgt_spawn_env; e != NULL && *e != NULL; e++)
+            envp[k++] = (char *)*e;
         execvpe(argv[0], argv, envp);
         fprintf(stderr, "harness: exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
@@ -426,41 +432,14 @@ judge_exit(int status, const char *who, const char *log)
 int
 bgt_tls_make_cert(const char *dir, char *cert_out, char *key_out)
 {
-    int rc = -1;
-    EVP_PKEY *key = EVP_EC_gen("P-256");
-    X509 *cert = key != NULL ? bgt_cert_new(key, NULL, "localhost", 30) : NULL;
-    FILE *f = NULL;
-    if (cert == NULL)
-        goto out;
-    X509_set_issuer_name(cert, X509_get_subject_name(cert));
-    if (bgt_cert_add_ext(cert, cert, NID_basic_constraints, "critical,CA:TRUE") != 0 ||
-        bgt_cert_add_ext(cert, cert, NID_subject_key_identifier, "hash") != 0 ||
-        bgt_cert_add_ext(cert, cert, NID_authority_key_identifier, "keyid:always") != 0 ||
-        bgt_cert_add_ext(cert, cert, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1") != 0)
-        goto out;
-    if (X509_sign(cert, key, EVP_sha256()) == 0)
-        goto out;
-
     bgt_path(cert_out, BGT_PATH_MAX, dir, "cert.pem");
     bgt_path(key_out, BGT_PATH_MAX, dir, "key.pem");
-    if ((f = fopen(cert_out, "w")) == NULL || !PEM_write_X509(f, cert))
-        goto out;
-    fclose(f);
-    f = NULL;
-    int fd = open(key_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || (f = fdopen(fd, "w")) == NULL)
-        goto out;
-    if (!PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL))
-        goto out;
-    rc = 0;
-out:
-    if (f != NULL)
-        fclose(f);
-    if (rc != 0)
+    if (bgt_cert_write_self_signed(cert_out, key_out, "localhost", "DNS:localhost,IP:127.0.0.1",
+                                   -3600, 30 * 86400L) != 0) {
         fprintf(stderr, "harness: could not make a certificate in %s\n", dir);
-    X509_free(cert);
-    EVP_PKEY_free(key);
-    return rc;
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- redis-server ----------------------------------------------------------------------- */

@@ -91,6 +91,11 @@ void bgt_fresh_id(char *out, size_t cap, const char *prefix);
  * configures. Returns the pid or -1. */
 pid_t bgt_spawn(char *const argv[], const char *out_path, const char *err_path);
 
+/* More "NAME=value" variables (NULL-terminated; NULL, the default: none) that bgt_spawn
+ * adds to the environment of every child started afterwards, after the scrub: how a test
+ * gives a command line MicrosoftAppId and MicrosoftAppPassword. */
+extern const char *const *bgt_spawn_env;
+
 /* Waits up to timeout_ms for pid. Returns 0 and the wait status in *status, or -1 on
  * timeout (the child keeps running). */
 int bgt_wait_pid(pid_t pid, int timeout_ms, int *status);

@@ -3,11 +3,13 @@
  */
 #include "cert.h"
 
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include <openssl/bio.h>
 #include <openssl/pem.h>
@@ -46,6 +48,47 @@ bgt_cert_add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
     int ok = X509_add_ext(cert, ext, -1);
     X509_EXTENSION_free(ext);
     return ok ? 0 : -1;
+}
+
+int
+bgt_cert_write_self_signed(const char *cert_path, const char *key_path, const char *cn,
+                           const char *san, long not_before_s, long not_after_s)
+{
+    int rc = -1;
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *cert = key != NULL ? bgt_cert_new(key, NULL, cn, 0) : NULL;
+    FILE *f = NULL;
+    if (cert == NULL)
+        goto out;
+    X509_gmtime_adj(X509_getm_notBefore(cert), not_before_s);
+    X509_gmtime_adj(X509_getm_notAfter(cert), not_after_s);
+    X509_set_issuer_name(cert, X509_get_subject_name(cert));
+    if (bgt_cert_add_ext(cert, cert, NID_basic_constraints, "critical,CA:TRUE") != 0 ||
+        bgt_cert_add_ext(cert, cert, NID_subject_key_identifier, "hash") != 0 ||
+        bgt_cert_add_ext(cert, cert, NID_authority_key_identifier, "keyid:always") != 0 ||
+        (san != NULL && bgt_cert_add_ext(cert, cert, NID_subject_alt_name, san) != 0))
+        goto out;
+    if (X509_sign(cert, key, EVP_sha256()) == 0)
+        goto out;
+    if ((f = fopen(cert_path, "w")) == NULL || !PEM_write_X509(f, cert))
+        goto out;
+    fclose(f);
+    f = NULL;
+    int fd = open(key_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || (f = fdopen(fd, "w")) == NULL) {
+        if (fd >= 0)
+            close(fd);
+        goto out;
+    }
+    if (!PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL))
+        goto out;
+    rc = 0;
+out:
+    if (f != NULL && fclose(f) != 0)
+        rc = -1;
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    return rc;
 }
 
 /* What the memory BIO holds once `written` (the PEM_write_bio_* call succeeded), as a

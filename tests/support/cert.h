@@ -21,6 +21,14 @@ X509 *bgt_cert_new(EVP_PKEY *key, const char *org, const char *cn, long days);
  * (cert itself when self-signed). 0 or -1. */
 int bgt_cert_add_ext(X509 *cert, X509 *issuer, int nid, const char *value);
 
+/* Writes a self-signed EC P-256 certificate for CN=cn with the subjectAltName san (OpenSSL's
+ * syntax, "DNS:localhost,IP:127.0.0.1"; NULL: none), CA:TRUE so that it can serve as its own
+ * trust anchor, valid from now + not_before_s to now + not_after_s (seconds; negative is in
+ * the past: an expired certificate), to cert_path, and its key to key_path (mode 0600).
+ * 0 or -1. */
+int bgt_cert_write_self_signed(const char *cert_path, const char *key_path, const char *cn,
+                               const char *san, long not_before_s, long not_after_s);
+
 /* PEM text, malloc'd and NUL-terminated, of a private key (PKCS#8, unencrypted: test keys
  * only), a public key or a certificate; its length without the NUL goes to *len (len may be
  * NULL). NULL on failure. */

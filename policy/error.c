@@ -54,6 +54,12 @@ static const struct {
     {BG_EBOT_TIMEOUT, 504, "bot_timeout", "the bot did not answer within the deadline"},
     {BG_EBOT_UNAVAILABLE, 502, "bot_unavailable", "the bot could not be reached"},
     {BG_EENTRY, 500, "bad_entry", "a queue entry could not be decoded"},
+    {BG_ESHED_CONNECTIONS, 503, "too_many_connections",
+     "policy.max_connections connections are open: a new one is closed"},
+    {BG_ESHED_WRITES, 503, "too_many_writes",
+     "policy.max_inflight_writes requests are waiting on the queue: try again"},
+    {BG_ESHED_BODY, 503, "too_many_bytes",
+     "policy.max_inflight_body_bytes of request bodies are in flight: try again"},
 };
 
 static int

@@ -342,7 +342,9 @@ bg_access_request_from_h2o(bg_access_request *r, h2o_req_t *req, char method[16]
     memcpy(method, req->method.base, mlen);
     method[mlen] = '\0';
     r->method = mlen > 0 ? method : NULL;
-    r->protocol = req->version >= 0x200 ? "HTTP/2" : req->version == 0x100 ? "HTTP/1.0" : "HTTP/1.1";
+    r->protocol = req->version >= 0x200   ? "HTTP/2"
+                  : req->version == 0x100 ? "HTTP/1.0"
+                                          : "HTTP/1.1";
     struct sockaddr_storage ss;
     socklen_t sslen = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
     r->remote = NULL;

@@ -50,6 +50,7 @@ struct st_ingress_op {
     int waited_for_keys; /* each kind of wait happens at most once per request */
     int64_t token_exp;
     int64_t received_at_us; /* wall clock when the handler took the request */
+    size_t body_taken;      /* bytes counted against policy.max_inflight_body_bytes */
     char request_id[65];
     /* for the access line (access_log.h), written when h2o disposes the request */
     int err;                 /* the refusal's error; 0: none */
@@ -75,6 +76,8 @@ static void
 op_release(struct st_ingress_op *op)
 {
     if (--op->refs == 0) {
+        if (op->server->limits != NULL)
+            bg_limits_put_body(op->server->limits, op->body_taken);
         bg_activity_clear(&op->act);
         free(op);
     }
@@ -311,6 +314,11 @@ proxy_sync(struct st_ingress_op *op)
     int deadline =
         bg_delivery_sync_deadline_ms(op->act.type, op->act.name, cfg->policy.sync_deadline_ms,
                                      cfg->policy.sync_compose_deadline_ms);
+    int shed = bg_limits_may_write(server->limits, server->inflight);
+    if (shed != 0) {
+        op_refuse(op, shed, NULL);
+        return;
+    }
     bg_http_request hr = {.method = "POST",
                           .url = cfg->bot.url,
                           .headers = lines,
@@ -349,6 +357,12 @@ static void
 enqueue(struct st_ingress_op *op)
 {
     h2o_req_t *req = op->req;
+    /* policy.max_inflight_writes: beyond it, a write would only wait behind the others */
+    int shed = bg_limits_may_write(op->server->limits, op->server->inflight);
+    if (shed != 0) {
+        op_refuse(op, shed, NULL);
+        return;
+    }
     bg_entry entry;
     fill_entry(&entry, req, &op->act, op->request_id, op->token_exp, op->received_at_us);
     char *buf = NULL;
@@ -618,6 +632,13 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     gettimeofday(&tv, NULL);
     op->received_at_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
     set_request_id(server, req, op->request_id);
+
+    /* policy.max_inflight_body_bytes: the bodies this request's waits would hold */
+    if (bg_limits_take_body(server->limits, req->entity.len) != 0) {
+        op_refuse(op, BG_ESHED_BODY, NULL);
+        return 0;
+    }
+    op->body_taken = req->entity.len;
 
     int rc = precheck(op);
     if (rc != 0) {

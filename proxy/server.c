@@ -68,11 +68,17 @@ on_accept(h2o_socket_t *listener, const char *err)
     if (err != NULL)
         return;
     struct bg_listener *l = listener->data;
+    bg_server *s = H2O_STRUCT_FROM_MEMBER(bg_server, ctx, l->accept_ctx.ctx);
+    int capped = l->accept_ctx.hosts != s->admin_hosts; /* a scrape is never shed */
     /* A few per wake-up: fair to the connections already open, cheaper than one. */
     for (int i = 0; i < 16; i++) {
         h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
         if (sock == NULL)
             return;
+        if (bg_limits_accept(s->limits, sock, capped) != 0) {
+            bg_admin_count_refusal(&s->metrics, BG_ESHED_CONNECTIONS);
+            continue;
+        }
         h2o_accept(&l->accept_ctx, sock);
     }
 }
@@ -328,7 +334,10 @@ bg_server_run(const bg_config *cfg, bg_role role, const char *cert_file, const c
         return 2;
     }
 
-    if (bg_admin_metrics_init(s) != 0) {
+    if (bg_admin_metrics_init(s) != 0 ||
+        (s->limits = bg_limits_new((size_t)cfg->policy.max_connections,
+                                   (size_t)cfg->policy.max_inflight_writes,
+                                   (size_t)cfg->policy.max_inflight_body_bytes)) == NULL) {
         bg_log_error("server", "out of memory");
         bg_admin_metrics_free(s);
         SSL_CTX_free(s->ssl_ctx);
@@ -466,6 +475,13 @@ out:
     s->queue = NULL;
     /* let the last answers and socket closes run */
     run_while(s, has_connections, h2o_now(s->loop) + 200);
+    /* Idle keep-alive connections whose clients did not leave: h2o 2.2 does not close
+     * them on shutdown, and h2o_context_dispose aborts while one is open. A shutdown(2)
+     * ends them through h2o's own read path. */
+    bg_limits_shutdown_connections(s->limits);
+    run_while(s, has_connections, h2o_now(s->loop) + 1000);
+    bg_limits_free(s->limits); /* before the sockets go with the loop */
+    s->limits = NULL;
     bg_admin_stop(s);
     /* h2o_context_request_shutdown left HTTP/2's GOAWAY re-send timer linked, and
      * h2o_context_dispose asserts that its timeouts are empty. */

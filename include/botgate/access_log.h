@@ -72,7 +72,7 @@ typedef struct bg_access_request {
 
 /* The activity's fields are slices of the stored entry (entry.h): not NUL-terminated. */
 typedef struct bg_access_delivery {
-    bg_slice request_id; /* the ingress request's: joins the two kinds of line */
+    bg_slice request_id;  /* the ingress request's: joins the two kinds of line */
     const char *entry_id; /* the stream entry */
     bg_slice activity_id, activity_type, channel_id, conversation_id;
     int attempt;         /* 1 for the first; 0: settled without an attempt */

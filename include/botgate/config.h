@@ -87,6 +87,9 @@ typedef struct bg_config {
         bg_strlist allow_cidrs;
         bg_strlist trusted_proxies;
         bool answer_ping;
+        int max_connections;               /* limits.h */
+        int max_inflight_writes;           /* limits.h */
+        long long max_inflight_body_bytes; /* limits.h */
     } policy;
     struct {
         char *listen;

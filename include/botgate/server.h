@@ -23,6 +23,7 @@
 #include "botgate/config.h"
 #include "botgate/http_client.h"
 #include "botgate/keys.h"
+#include "botgate/limits.h"
 #include "botgate/metrics.h"
 #include "botgate/queue.h"
 #include "botgate/redis.h"
@@ -114,6 +115,7 @@ typedef struct bg_server {
     struct bg_failures *failures;     /* <stream>:failures (failures.h) */
     struct bg_access_log *access_log; /* NULL: log.access off */
     bg_timer cert_timer;              /* logs the certificate's days left, daily */
+    bg_limits *limits;                /* overload caps; tracks the open connections */
 } bg_server;
 
 /* The server a request belongs to: its h2o context is the one in bg_server. */

@@ -63,8 +63,7 @@ read_lines(const char *path)
         json_error_t err;
         json_t *v = json_loadb(p, (size_t)(nl - p), 0, &err);
         if (v == NULL || !json_is_object(v))
-            fail_msg("access log line is not a JSON object (%s): %.*s", err.text, (int)(nl - p),
-                     p);
+            fail_msg("access log line is not a JSON object (%s): %.*s", err.text, (int)(nl - p), p);
         json_array_append_new(lines, v);
     }
     free(text);
@@ -361,7 +360,8 @@ test_refusal_lines(void **state)
         const char *code;
         long status;
         int has_activity;
-    } want[] = {{"unsupported_media_type", 415, 0}, {"missing_token", 401, 1}, {"token_expired", 401, 1}};
+    } want[] = {
+        {"unsupported_media_type", 415, 0}, {"missing_token", 401, 1}, {"token_expired", 401, 1}};
     const char *rids[] = {rid_415, rid_401, rid_exp};
     for (size_t i = 0; i < 3; i++) {
         json_t *l = find_line(lines, "request", "request_id", rids[i], 0);
@@ -495,7 +495,8 @@ test_sampling(void **state)
     char *body = message(id, conv);
     assert_int_equal(post_as(at, NULL, "text/plain", "refused-not-sampled", body, last), 415);
     free(body);
-    json_t *line, *lines = wait_line(path, "request", "request_id", "refused-not-sampled", 0, &line);
+    json_t *line,
+        *lines = wait_line(path, "request", "request_id", "refused-not-sampled", 0, &line);
     for (int i = 0; i < 30; i++) {
         int logged = find_line(lines, "request", "request_id", ids[i], 0) != NULL;
         if (logged != sampled(ids[i], 3))

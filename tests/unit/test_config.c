@@ -92,6 +92,9 @@ dump(const bg_config *c, char *out, size_t len)
     put_list(out, len, "policy.allow_cidrs", &c->policy.allow_cidrs);
     put_list(out, len, "policy.trusted_proxies", &c->policy.trusted_proxies);
     put(out, len, "policy.answer_ping=%d\n", c->policy.answer_ping);
+    put(out, len, "policy.max_connections=%d\n", c->policy.max_connections);
+    put(out, len, "policy.max_inflight_writes=%d\n", c->policy.max_inflight_writes);
+    put(out, len, "policy.max_inflight_body_bytes=%lld\n", c->policy.max_inflight_body_bytes);
     put(out, len, "relay.listen=%s\n", c->relay.listen);
     put(out, len, "relay.token_url=%s\n", c->relay.token_url);
     put(out, len, "relay.scope=%s\n", c->relay.scope);
@@ -146,6 +149,9 @@ static const char defaults_dump[] =
     "policy.allow_cidrs=\n"
     "policy.trusted_proxies=\n"
     "policy.answer_ping=1\n"
+    "policy.max_connections=4096\n"
+    "policy.max_inflight_writes=10000\n"
+    "policy.max_inflight_body_bytes=268435456\n"
     "relay.listen=127.0.0.1:3979\n"
     "relay.token_url=https://login.microsoftonline.com/botframework.com/oauth2/v2.0/token\n"
     "relay.scope=https://api.botframework.com/.default\n"
@@ -216,6 +222,9 @@ static const char all_keys_block[] =
     "  trusted_proxies:\n"
     "    - 192.168.1.1\n"
     "  answer_ping: false\n"
+    "  max_connections: 100\n"
+    "  max_inflight_writes: 50\n"
+    "  max_inflight_body_bytes: 1048576\n"
     "relay:\n"
     "  listen: \"[::1]:4000\"\n"
     "  token_url: http://token.test/token\n"
@@ -248,7 +257,8 @@ static const char all_keys_flow[] =
     " policy: {body_max_bytes: 1048576, sync_types: [invoke, message], sync_deadline_ms: 5000,\n"
     "          sync_compose_deadline_ms: 3000, sync_fallback_status: 503,\n"
     "          allow_cidrs: [10.0.0.0/8, 'fd00::/8'], trusted_proxies: [192.168.1.1],\n"
-    "          answer_ping: false},\n"
+    "          answer_ping: false, max_connections: 100, max_inflight_writes: 50,\n"
+    "          max_inflight_body_bytes: 1048576},\n"
     " relay: {listen: '[::1]:4000', token_url: 'http://token.test/token',\n"
     "         scope: 'api://bot/.default'},\n"
     " admin: {listen: ''},\n"
@@ -299,6 +309,9 @@ static char *const all_keys_env[] = {
     "BOTGATE_POLICY_ALLOW_CIDRS=10.0.0.0/8 , fd00::/8",
     "BOTGATE_POLICY_TRUSTED_PROXIES=192.168.1.1",
     "BOTGATE_POLICY_ANSWER_PING=off",
+    "BOTGATE_POLICY_MAX_CONNECTIONS=100",
+    "BOTGATE_POLICY_MAX_INFLIGHT_WRITES=50",
+    "BOTGATE_POLICY_MAX_INFLIGHT_BODY_BYTES=1048576",
     "BOTGATE_RELAY_LISTEN=[::1]:4000",
     "BOTGATE_RELAY_TOKEN_URL=http://token.test/token",
     "BOTGATE_RELAY_SCOPE=api://bot/.default",
@@ -350,7 +363,7 @@ assert_every_line_differs(const char *a, const char *b)
         lines++;
     }
     assert_int_equal(*a, *b);
-    assert_int_equal(lines, 49); /* every key in the table */
+    assert_int_equal(lines, 52); /* every key in the table */
 }
 
 /* ---- defaults ----------------------------------------------------------------------- */
@@ -493,6 +506,9 @@ test_env_overrides_every_file_key(void **state)
                               "BOTGATE_POLICY_ALLOW_CIDRS=",
                               "BOTGATE_POLICY_TRUSTED_PROXIES=  ",
                               "BOTGATE_POLICY_ANSWER_PING=On",
+                              "BOTGATE_POLICY_MAX_CONNECTIONS=4096",
+                              "BOTGATE_POLICY_MAX_INFLIGHT_WRITES=10000",
+                              "BOTGATE_POLICY_MAX_INFLIGHT_BODY_BYTES=268435456",
                               "BOTGATE_RELAY_LISTEN=127.0.0.1:3979",
                               "BOTGATE_RELAY_TOKEN_URL=https://login."
                               "microsoftonline.com/botframework.com/oauth2/v2.0/"
@@ -986,6 +1002,10 @@ test_numeric_ranges(void **state)
         {"policy.sync_deadline_ms", "BOTGATE_POLICY_SYNC_DEADLINE_MS", 100, 14000},
         {"policy.sync_compose_deadline_ms", "BOTGATE_POLICY_SYNC_COMPOSE_DEADLINE_MS", 100, 14000},
         {"policy.sync_fallback_status", "BOTGATE_POLICY_SYNC_FALLBACK_STATUS", 200, 599},
+        {"policy.max_connections", "BOTGATE_POLICY_MAX_CONNECTIONS", 1, 1000000},
+        {"policy.max_inflight_writes", "BOTGATE_POLICY_MAX_INFLIGHT_WRITES", 1, 1000000},
+        {"policy.max_inflight_body_bytes", "BOTGATE_POLICY_MAX_INFLIGHT_BODY_BYTES", 1024,
+         68719476736LL},
         {"shutdown_grace_s", "BOTGATE_SHUTDOWN_GRACE_S", 0, 3600},
     };
     for (size_t i = 0; i < N(ranges); i++) {

@@ -125,15 +125,18 @@ test_utf8(void **state)
         const char *in;
         const char *want;
     } cases[] = {
-        {"h\xc3\xa9llo", "h\xc3\xa9llo"},                   /* é */
-        {"\xe2\x82\xac", "\xe2\x82\xac"},                   /* € */
-        {"\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80"},           /* an emoji */
-        {"a\xff" "b", "a\xef\xbf\xbd" "b"},                 /* not a lead byte */
-        {"\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd"},           /* overlong '/' */
+        {"h\xc3\xa9llo", "h\xc3\xa9llo"},         /* é */
+        {"\xe2\x82\xac", "\xe2\x82\xac"},         /* € */
+        {"\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80"}, /* an emoji */
+        {"a\xff"
+         "b",
+         "a\xef\xbf\xbd"
+         "b"},                                                    /* not a lead byte */
+        {"\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd"},                 /* overlong '/' */
         {"\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* a surrogate */
         {"\xf4\x90\x80\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* > U+10FFFF */
-        {"x\xe2\x82", "x\xef\xbf\xbd\xef\xbf\xbd"},         /* cut short */
-        {"\x80", "\xef\xbf\xbd"},                           /* a lone continuation */
+        {"x\xe2\x82", "x\xef\xbf\xbd\xef\xbf\xbd"},                               /* cut short */
+        {"\x80", "\xef\xbf\xbd"}, /* a lone continuation */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char buf[256];
@@ -173,8 +176,8 @@ test_truncation_at_every_size(void **state)
         json_t *v = parse_line(buf, len);
         int truncated = json_is_true(json_object_get(v, "truncated"));
         json_t *got = json_object_get(v, "value");
-        int whole = got != NULL && json_string_length(got) == vlen &&
-                    json_object_get(v, "n") != NULL;
+        int whole =
+            got != NULL && json_string_length(got) == vlen && json_object_get(v, "n") != NULL;
         if (truncated == whole)
             fail_msg("cap %zu: truncated=%d but whole=%d: %s", cap, truncated, whole, buf);
         if (got != NULL)

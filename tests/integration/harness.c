@@ -426,9 +426,15 @@ judge_exit(int status, const char *who, const char *log)
 int
 bgt_tls_make_cert(const char *dir, char *cert_out, char *key_out)
 {
+    return bgt_tls_make_cert_ex(dir, "", 30, cert_out, key_out);
+}
+
+int
+bgt_tls_make_cert_ex(const char *dir, const char *prefix, long days, char *cert_out, char *key_out)
+{
     int rc = -1;
     EVP_PKEY *key = EVP_EC_gen("P-256");
-    X509 *cert = key != NULL ? bgt_cert_new(key, NULL, "localhost", 30) : NULL;
+    X509 *cert = key != NULL ? bgt_cert_new(key, NULL, "localhost", days) : NULL;
     FILE *f = NULL;
     if (cert == NULL)
         goto out;
@@ -441,8 +447,8 @@ bgt_tls_make_cert(const char *dir, char *cert_out, char *key_out)
     if (X509_sign(cert, key, EVP_sha256()) == 0)
         goto out;
 
-    bgt_path(cert_out, BGT_PATH_MAX, dir, "cert.pem");
-    bgt_path(key_out, BGT_PATH_MAX, dir, "key.pem");
+    bgt_pathf(cert_out, BGT_PATH_MAX, dir, "%scert.pem", prefix);
+    bgt_pathf(key_out, BGT_PATH_MAX, dir, "%skey.pem", prefix);
     if ((f = fopen(cert_out, "w")) == NULL || !PEM_write_X509(f, cert))
         goto out;
     fclose(f);

@@ -3,7 +3,8 @@ BUILD ?= build
 TEST_BUILD ?= build-test
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run test test-fuzz fuzz format format-check bench bench-delivery bench-logging clean
+.PHONY: all deps build run test test-fuzz fuzz format format-check bench bench-delivery bench-logging \
+	clean docker-check docker-footprint
 
 all: build
 
@@ -23,7 +24,7 @@ run: build
 
 # The whole suite, built with ASan+UBSan: unit tests, then integration tests against a
 # real redis-server and a real TLS listener, then every fuzz target for 5 s.
-test: deps format-check
+test: deps format-check docker-check
 	cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DBOTGATE_SANITIZE=ON
 	cmake --build $(TEST_BUILD) -j $(JOBS)
 	cd $(TEST_BUILD) && ctest --output-on-failure -j $(JOBS)
@@ -63,6 +64,18 @@ bench-delivery: build
 bench-logging: build
 	bash scripts/deps.sh bench
 	bash tests/bench/logging.sh
+
+# docker/: the Kubernetes manifests against the Kubernetes and cert-manager schemas and
+# botgate's contract, the Dockerfile's lint, the compose file (tests/k8s/check.js, npm
+# packages pinned in tests/k8s/package-lock.json). `make test` runs this.
+docker-check:
+	bash tests/k8s/run.sh
+
+# botgate's memory and CPU idle and under load, from /proc: the figures behind the
+# Deployment's resources (docker/footprint.sh).
+docker-footprint: build
+	bash scripts/deps.sh bench
+	bash docker/footprint.sh
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) build-fuzz

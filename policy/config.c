@@ -103,6 +103,7 @@ static const struct key keys[] = {
     ROW_STR("state_dir", state_dir, "var", check_nonempty, 0),
     ROW_STR("tls.cert_file", tls.cert_file, "", NULL, 0),
     ROW_STR("tls.key_file", tls.key_file, "", NULL, 0),
+    ROW_INT("tls.reload_check_s", tls.reload_check_s, 0, 86400, 0),
     ROW_STR("auth.app_id", auth.app_id, "", NULL, 0),
     ROW_STR("auth.app_password", auth.app_password, "", NULL, F_SECRET),
     ROW_ENUM("auth.app_type", auth.app_type, "MultiTenant", app_types, F_EMPTY_IS_DEFAULT),

@@ -241,6 +241,14 @@ bg_admin_metrics_init(bg_server *s)
     m->access_written = result[0], m->access_dropped = result[1];
     m->access_write_errors = add1(&a, BG_METRIC_COUNTER, "botgate_access_log_write_errors_total",
                                   "Failed writes of buffered access-log lines (lost).");
+    static const char *const reload_results[] = {"ok", "failed", NULL};
+    bg_metric_series *reload[2] = {NULL};
+    add_known(&a, "botgate_tls_reloads_total",
+              "Certificate reloads (SIGHUP, or tls.reload_check_s seeing the files change), by "
+              "result: ok (new connections get the new certificate) or failed (refused; the old "
+              "one stays).",
+              "result", reload_results, reload);
+    m->tls_reload_ok = reload[0], m->tls_reload_failed = reload[1];
     return a.err;
 }
 
@@ -460,6 +468,17 @@ watch_certificate(bg_server *s)
     log_certificate(s);
     bg_timer_init(&s->cert_timer, s->loop, on_cert_timer, s);
     bg_timer_start(&s->cert_timer, CERT_LOG_PERIOD_MS);
+}
+
+void
+bg_admin_cert_changed(bg_server *s)
+{
+    int64_t not_after;
+    /* 0: the expiry was never read, and no daily timer runs to log it */
+    if (s->metrics.cert_not_after == 0 || read_not_after(s->ssl_ctx, &not_after) != 0)
+        return;
+    s->metrics.cert_not_after = not_after;
+    log_certificate(s);
 }
 
 /* ---- /metrics -------------------------------------------------------------------------- */

@@ -18,6 +18,7 @@
 #include "botgate/error.h"
 #include "botgate/failures.h"
 #include "botgate/log.h"
+#include "botgate/tls_reload.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,12 +34,15 @@
 #include <unistd.h>
 #include <openssl/err.h>
 
-static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t stop_signal, reload_signal;
 
 static void
 on_signal(int sig)
 {
-    stop_signal = sig;
+    if (sig == SIGHUP)
+        reload_signal = 1;
+    else
+        stop_signal = sig;
 }
 
 /* No SA_RESTART: the signal interrupts epoll_wait, and h2o_evloop_run returns. */
@@ -51,8 +55,8 @@ install_signals(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL); /* reload the certificate (tls_reload.h) */
     signal(SIGPIPE, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
 }
 
 void
@@ -102,7 +106,10 @@ open_listener(bg_server *s, const bg_listener_conf *lc, h2o_hostconf_t **hosts, 
     }
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int on = 1;
+    /* SO_REUSEPORT: a new botgate binds the same port while the old one drains (README.md,
+     * "Zero-downtime restart"); the kernel spreads new connections over both. */
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) != 0 ||
         bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
         snprintf(err, errlen, "%s: %s:%d: %s", key, lc->address, lc->port, strerror(errno));
@@ -146,35 +153,6 @@ open_admin_listener(bg_server *s, char *err, size_t errlen)
     host[hlen] = '\0';
     bg_listener_conf lc = {.address = host, .port = atoi(colon + 1), .tls = false};
     return open_listener(s, &lc, s->admin_hosts, "admin.listen", err, errlen);
-}
-
-static SSL_CTX *
-make_ssl_ctx(const char *cert_file, const char *key_file, char *err, size_t errlen)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    if (ctx == NULL) {
-        snprintf(err, errlen, "tls: cannot create an OpenSSL context");
-        return NULL;
-    }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-    const char *key = NULL;
-    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1)
-        key = "tls.cert_file";
-    else if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1)
-        key = "tls.key_file";
-    else if (SSL_CTX_check_private_key(ctx) != 1)
-        key = "tls.key_file";
-    if (key != NULL) {
-        char ossl[200];
-        ERR_error_string_n(ERR_get_error(), ossl, sizeof(ossl));
-        snprintf(err, errlen, "%s: %s: %s", key,
-                 strcmp(key, "tls.cert_file") == 0 ? cert_file : key_file, ossl);
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
-    h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
-    return ctx;
 }
 
 static size_t
@@ -292,8 +270,15 @@ drain_and_stop(bg_server *s)
     s->shutting_down = 1;
     if (s->dispatcher != NULL)
         bg_dispatcher_stop(s->dispatcher); /* no new deliveries; those in flight may end */
-    for (size_t i = 0; i < s->n_listeners; i++)
+    /* Connections the kernel already completed wait in a listener's queue, and close()
+     * would reset them: accept them first (with SO_REUSEPORT, new ones go to the other
+     * listeners of the port from the close on). */
+    for (size_t i = 0; i < s->n_listeners; i++) {
+        h2o_socket_t *sock;
+        while ((sock = h2o_evloop_socket_accept(s->listeners[i].sock)) != NULL)
+            h2o_accept(&s->listeners[i].accept_ctx, sock);
         h2o_socket_close(s->listeners[i].sock);
+    }
     s->n_listeners = 0;
     h2o_context_request_shutdown(&s->ctx);
     uint64_t deadline = h2o_now(s->loop) + (uint64_t)s->cfg->shutdown_grace_s * 1000;
@@ -329,7 +314,7 @@ bg_server_run(const bg_config *cfg, bg_role role, const char *cert_file, const c
     int any_tls = 0;
     for (size_t i = 0; i < cfg->n_listen; i++)
         any_tls |= cfg->listen[i].tls;
-    if (any_tls && (s->ssl_ctx = make_ssl_ctx(cert_file, key_file, err, sizeof(err))) == NULL) {
+    if (any_tls && (s->ssl_ctx = bg_tls_ctx_new(cert_file, key_file, err, sizeof(err))) == NULL) {
         bg_log_error("server", "%s", err);
         return 2;
     }
@@ -429,6 +414,10 @@ bg_server_run(const bg_config *cfg, bg_role role, const char *cert_file, const c
         status = 2;
         goto out;
     }
+    if (bg_tls_reload_start(s, cert_file, key_file, cfg->tls.reload_check_s) != 0) {
+        bg_log_error("server", "out of memory");
+        goto out;
+    }
     install_signals();
     bg_redis_start(s->redis);
     if (s->keys != NULL)
@@ -443,6 +432,10 @@ bg_server_run(const bg_config *cfg, bg_role role, const char *cert_file, const c
         if (h2o_evloop_run(s->loop, INT32_MAX) != 0 && errno != EINTR) {
             bg_log_error("server", "event loop failed: %s", strerror(errno));
             goto out;
+        }
+        if (reload_signal) {
+            reload_signal = 0;
+            bg_tls_reload(s, "SIGHUP");
         }
     }
     drain_and_stop(s);
@@ -483,6 +476,7 @@ out:
     bg_limits_free(s->limits); /* before the sockets go with the loop */
     s->limits = NULL;
     bg_admin_stop(s);
+    bg_tls_reload_stop(s);
     /* h2o_context_request_shutdown left HTTP/2's GOAWAY re-send timer linked, and
      * h2o_context_dispose asserts that its timeouts are empty. */
     if (h2o_timeout_is_linked(&s->ctx.http2._graceful_shutdown_timeout))

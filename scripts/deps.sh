@@ -10,12 +10,15 @@ packages=(
   libyaml-dev libjansson-dev
   libcmocka-dev redis-server openssl curl clang-format
 )
-# Extra sets: `deps.sh bench` adds the benchmark's peers, `deps.sh fuzz` clang's fuzzers.
+# Extra sets: `deps.sh bench` adds the benchmark's peers, `deps.sh fuzz` clang's fuzzers,
+# `deps.sh manifests` node and npm for tests/k8s/ (npm only when no npm is on PATH: a
+# nodejs from elsewhere brings its own, which Debian's npm package would conflict with).
 for set in "$@"; do
   case "$set" in
     bench) packages+=(nginx-light wrk) ;;
     fuzz) packages+=(clang-14 libclang-rt-14-dev) ;;
-    *) echo "deps.sh: unknown set '$set' (known: bench, fuzz)" >&2; exit 2 ;;
+    manifests) packages+=(nodejs); command -v npm >/dev/null || packages+=(npm) ;;
+    *) echo "deps.sh: unknown set '$set' (known: bench, fuzz, manifests)" >&2; exit 2 ;;
   esac
 done
 

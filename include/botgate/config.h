@@ -41,6 +41,7 @@ typedef struct bg_config {
     struct {
         char *cert_file;
         char *key_file;
+        int reload_check_s; /* 0: reload on SIGHUP only; else also when the files change */
     } tls;
     struct {
         char *app_id;

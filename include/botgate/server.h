@@ -69,6 +69,7 @@ typedef struct bg_server_metrics {
     bg_metric_series *redis_down, *redis_timeout, *redis_error, *redis_full, *redis_replica;
     bg_metric_series *attempts_ack, *attempts_retry, *attempts_dead;
     bg_metric_series *sync_answered, *sync_timeout, *sync_unreachable;
+    bg_metric_series *tls_reload_ok, *tls_reload_failed;
     /* gauges */
     bg_metric_series *up, *jwks_key_age, *redis_up, *queue_length, *queue_pending,
         *queue_oldest_pending, *deliveries_in_flight;
@@ -116,6 +117,8 @@ typedef struct bg_server {
     struct bg_access_log *access_log; /* NULL: log.access off */
     bg_timer cert_timer;              /* logs the certificate's days left, daily */
     bg_limits *limits;                /* overload caps; tracks the open connections */
+    /* the certificate's files, watched for a reload (tls_reload.h); NULL: no TLS listener */
+    struct bg_tls_watch *tls_watch;
 } bg_server;
 
 /* The server a request belongs to: its h2o context is the one in bg_server. */
@@ -145,6 +148,8 @@ int bg_admin_metrics_init(bg_server *server);
 /* Once the loop exists: the scrape deadline; and the serving certificate's expiry, read,
  * logged (a warning under 30 days, an error once expired) and re-logged daily. */
 void bg_admin_start(bg_server *server);
+/* The serving certificate was replaced (tls_reload.c): its expiry, read again and logged. */
+void bg_admin_cert_changed(bg_server *server);
 /* Answers scrapes still waiting and releases the loop's timers; before the loop goes. */
 void bg_admin_stop(bg_server *server);
 void bg_admin_metrics_free(bg_server *server);

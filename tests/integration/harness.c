@@ -432,10 +432,16 @@ judge_exit(int status, const char *who, const char *log)
 int
 bgt_tls_make_cert(const char *dir, char *cert_out, char *key_out)
 {
-    bgt_path(cert_out, BGT_PATH_MAX, dir, "cert.pem");
-    bgt_path(key_out, BGT_PATH_MAX, dir, "key.pem");
+    return bgt_tls_make_cert_ex(dir, "", 30, cert_out, key_out);
+}
+
+int
+bgt_tls_make_cert_ex(const char *dir, const char *prefix, long days, char *cert_out, char *key_out)
+{
+    bgt_pathf(cert_out, BGT_PATH_MAX, dir, "%scert.pem", prefix);
+    bgt_pathf(key_out, BGT_PATH_MAX, dir, "%skey.pem", prefix);
     if (bgt_cert_write_self_signed(cert_out, key_out, "localhost", "DNS:localhost,IP:127.0.0.1",
-                                   -3600, 30 * 86400L) != 0) {
+                                   -3600, days * 86400L) != 0) {
         fprintf(stderr, "harness: could not make a certificate in %s\n", dir);
         return -1;
     }

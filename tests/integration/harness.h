@@ -112,6 +112,10 @@ int bgt_kill_wait(pid_t pid, int sig, int timeout_ms);
  * an hour ago for 30 days, CA:TRUE so that it can serve as its own trust anchor) and its key
  * to dir/cert.pem and dir/key.pem; the paths go to cert_out and key_out. */
 int bgt_tls_make_cert(const char *dir, char *cert_out, char *key_out);
+/* The same, valid for `days`, written to dir/<prefix>cert.pem and dir/<prefix>key.pem: a
+ * second and third certificate in one directory (each with its own key and serial). */
+int bgt_tls_make_cert_ex(const char *dir, const char *prefix, long days, char *cert_out,
+                         char *key_out);
 
 /* ---- redis-server ----------------------------------------------------------------------- */
 

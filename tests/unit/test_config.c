@@ -54,6 +54,7 @@ dump(const bg_config *c, char *out, size_t len)
     put(out, len, "state_dir=%s\n", c->state_dir);
     put(out, len, "tls.cert_file=%s\n", c->tls.cert_file);
     put(out, len, "tls.key_file=%s\n", c->tls.key_file);
+    put(out, len, "tls.reload_check_s=%d\n", c->tls.reload_check_s);
     put(out, len, "auth.app_id=%s\n", c->auth.app_id);
     put(out, len, "auth.app_password=%s\n", c->auth.app_password);
     put(out, len, "auth.app_type=%s\n", c->auth.app_type);
@@ -110,6 +111,7 @@ static const char defaults_dump[] =
     "state_dir=var\n"
     "tls.cert_file=\n"
     "tls.key_file=\n"
+    "tls.reload_check_s=0\n"
     "auth.app_id=\n"
     "auth.app_password=\n"
     "auth.app_type=MultiTenant\n"
@@ -173,6 +175,7 @@ static const char all_keys_block[] =
     "tls:\n"
     "  cert_file: /etc/tls/cert.pem\n"
     "  key_file: /etc/tls/key.pem\n"
+    "  reload_check_s: 30\n"
     "auth:\n"
     "  app_id: 11111111-2222-3333-4444-555555555555\n"
     "  app_password: pw-from-file\n"
@@ -240,7 +243,7 @@ static const char all_keys_block[] =
 static const char all_keys_flow[] =
     "{listen: [{address: 127.0.0.1, port: 8080, tls: false}, {address: '::', port: 8443}],\n"
     " state_dir: /var/lib/botgate,\n"
-    " tls: {cert_file: /etc/tls/cert.pem, key_file: /etc/tls/key.pem},\n"
+    " tls: {cert_file: /etc/tls/cert.pem, key_file: /etc/tls/key.pem, reload_check_s: 30},\n"
     " auth: {app_id: 11111111-2222-3333-4444-555555555555, app_password: pw-from-file,\n"
     "        app_type: SingleTenant, tenant_id: tenant-1,\n"
     "        openid_metadata_url: 'https://openid.test/.well-known/openidconfiguration',\n"
@@ -271,6 +274,7 @@ static char *const all_keys_env[] = {
     "BOTGATE_STATE_DIR=/var/lib/botgate",
     "BOTGATE_TLS_CERT_FILE=/etc/tls/cert.pem",
     "BOTGATE_TLS_KEY_FILE=/etc/tls/key.pem",
+    "BOTGATE_TLS_RELOAD_CHECK_S=30",
     "BOTGATE_AUTH_APP_ID=11111111-2222-3333-4444-555555555555",
     "BOTGATE_AUTH_APP_PASSWORD=pw-from-file",
     "BOTGATE_AUTH_APP_TYPE=SingleTenant",
@@ -363,7 +367,7 @@ assert_every_line_differs(const char *a, const char *b)
         lines++;
     }
     assert_int_equal(*a, *b);
-    assert_int_equal(lines, 52); /* every key in the table */
+    assert_int_equal(lines, 53); /* every key in the table */
 }
 
 /* ---- defaults ----------------------------------------------------------------------- */
@@ -465,6 +469,7 @@ test_env_overrides_every_file_key(void **state)
                               "BOTGATE_STATE_DIR=var",
                               "BOTGATE_TLS_CERT_FILE=",
                               "BOTGATE_TLS_KEY_FILE=",
+                              "BOTGATE_TLS_RELOAD_CHECK_S=0",
                               "BOTGATE_AUTH_APP_ID=",
                               "BOTGATE_AUTH_APP_PASSWORD=",
                               "BOTGATE_AUTH_APP_TYPE=MultiTenant",

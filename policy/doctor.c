@@ -49,8 +49,8 @@ static const struct {
                                  "the certificate expires within 30 days: renew it"},
     [BG_DOCTOR_HTTP_TOO_SLOW] = {"http_too_slow",
                                  "the bot is too slow: the Connector gives up at 15 s"},
-    [BG_DOCTOR_HTTP_SLOW] = {"http_slow",
-                             "the bot is slow: over 10 s, close to the Connector's 15 s limit"},
+    [BG_DOCTOR_HTTP_SLOW] =
+        {"http_slow", "the bot is slow: close to the Connector's 15 s limit (over --warn-ms)"},
     [BG_DOCTOR_HTTP_NO_ANSWER] = {"http_no_answer",
                                   "the endpoint accepts connections and closes them without "
                                   "an answer: the bot (or a proxy before it) crashes or resets"},

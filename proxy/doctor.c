@@ -47,6 +47,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -178,6 +179,8 @@ parse_args(int argc, char **argv, struct st_args *a)
         usage(stderr);
         return EXIT_USAGE;
     }
+    if (a->warn_ms > a->fail_ms && a->warn_ms == BG_DOCTOR_WARN_MS)
+        a->warn_ms = a->fail_ms; /* only --fail-ms given, under the default warning */
     if (a->warn_ms > a->fail_ms) {
         fprintf(stderr, "botgate doctor: --warn-ms %ld is over --fail-ms %ld\n", a->warn_ms,
                 a->fail_ms);
@@ -263,15 +266,15 @@ add_data(struct st_step *s, const char *key, json_t *v)
         json_decref(v);
 }
 
-/* Text from a remote party, made fit for a terminal line: control bytes become '?', cut to
- * cap - 1 bytes, stopping at the first line break. */
+/* Text from a remote party, made fit for a terminal line and a JSON string: control bytes
+ * and bytes past ASCII become '?', cut to cap - 1 bytes, stopping at the first line break. */
 static void
 clean_text(char *out, size_t cap, const char *s)
 {
     size_t n = 0;
     for (; s != NULL && *s != '\0' && *s != '\r' && *s != '\n' && n + 1 < cap; s++) {
         unsigned char c = (unsigned char)*s;
-        out[n++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+        out[n++] = c < 0x20 || c >= 0x7f ? '?' : (char)c;
     }
     out[n] = '\0';
 }
@@ -1024,6 +1027,8 @@ bg_doctor_run(int argc, char **argv, char *const *envp)
         usage(stdout);
         return EXIT_OK;
     }
+    /* a server that resets while we close TLS must not kill the report (SIGPIPE) */
+    signal(SIGPIPE, SIG_IGN);
     struct st_doctor d = {.fd = -1};
     int rc = parse_args(argc, argv, &d.a);
     if (rc != 0)

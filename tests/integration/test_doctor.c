@@ -4,6 +4,7 @@
  *   a closed port                                   → connection refused
  *   botgate serving an expired certificate          → expired
  *   botgate serving a self-signed certificate       → self-signed; with --ca-file all pass
+ *   a trusted certificate for another name          → hostname mismatch
  *   slow_bot answering after the failure budget     → too slow (budgets scaled by flags)
  *   a token endpoint answering invalid_client       → the bad secret, never printed
  *   -c with botgate's Redis                         → stream length, pending, dead letters,
@@ -127,19 +128,19 @@ parse_report(const char *out)
     return r;
 }
 
-/* botgate with a TLS listener serving a self-signed certificate valid from now +
+/* botgate with a TLS listener serving a self-signed certificate for san, valid from now +
  * not_before_s to now + not_after_s (written to env.dir/<name>-cert.pem, its path left in
  * cert), and a plain listener for the health check; url gets the TLS listener's
  * /api/messages. */
 static void
-start_tls_gate(const char *name, long not_before_s, long not_after_s, char *cert, char *url,
-               size_t url_cap)
+start_tls_gate(const char *name, const char *san, long not_before_s, long not_after_s, char *cert,
+               char *url, size_t url_cap)
 {
     char state_dir[BGT_PATH_MAX], key[BGT_PATH_MAX], health[128];
     bgt_pathf(cert, BGT_PATH_MAX, env.dir, "%s-cert.pem", name);
     bgt_pathf(key, sizeof(key), env.dir, "%s-key.pem", name);
     assert_int_equal(
-        bgt_cert_write_self_signed(cert, key, "localhost", SAN, not_before_s, not_after_s), 0);
+        bgt_cert_write_self_signed(cert, key, "localhost", san, not_before_s, not_after_s), 0);
     bgt_pathf(state_dir, sizeof(state_dir), env.dir, "state-%s", name);
     mkdir(state_dir, 0700);
     bgt_botgate_conf c = {.tls_port = bgt_free_port(),
@@ -216,7 +217,7 @@ test_expired_certificate(void **state)
 {
     (void)state;
     char cert[BGT_PATH_MAX], url[128], *out, *err;
-    start_tls_gate("expired", -30 * DAY, -2 * DAY, cert, url, sizeof(url));
+    start_tls_gate("expired", SAN, -30 * DAY, -2 * DAY, cert, url, sizeof(url));
 
     assert_int_equal(doctor(&out, &err, url, "--ca-file", cert, NULL), 1);
     expect_verdict(out, BG_DOCTOR_CERT_EXPIRED);
@@ -252,7 +253,7 @@ test_self_signed_then_healthy(void **state)
 {
     (void)state;
     char cert[BGT_PATH_MAX], url[128], *out, *err;
-    start_tls_gate("selfsigned", -3600, 365 * DAY + 3600, cert, url, sizeof(url));
+    start_tls_gate("selfsigned", SAN, -3600, 365 * DAY + 3600, cert, url, sizeof(url));
 
     assert_int_equal(doctor(&out, &err, url, NULL), 1);
     expect_verdict(out, BG_DOCTOR_CERT_SELF_SIGNED);
@@ -275,6 +276,30 @@ test_self_signed_then_healthy(void **state)
     free(out);
     free(err);
 
+    assert_int_equal(bgt_botgate_stop(&gate), 0);
+}
+
+/* A trusted certificate that names another host: hostname mismatch, for an IP address
+ * and for a name. */
+static void
+test_hostname_mismatch(void **state)
+{
+    (void)state;
+    char cert[BGT_PATH_MAX], url[128], *out, *err;
+    start_tls_gate("othername", "DNS:bot.example.org", -3600, 90 * DAY, cert, url, sizeof(url));
+    assert_int_equal(doctor(&out, &err, url, "--ca-file", cert, NULL), 1);
+    expect_verdict(out, BG_DOCTOR_CERT_HOSTNAME);
+    assert_non_null(strstr(out, "not verified against --ca-file: IP address mismatch (depth 0)"));
+    free(out);
+    free(err);
+    char *port = strrchr(url, ':');
+    char named[128];
+    snprintf(named, sizeof(named), "https://localhost%s", port);
+    assert_int_equal(doctor(&out, &err, named, "--ca-file", cert, NULL), 1);
+    expect_verdict(out, BG_DOCTOR_CERT_HOSTNAME);
+    assert_non_null(strstr(out, "hostname mismatch (depth 0)"));
+    free(out);
+    free(err);
     assert_int_equal(bgt_botgate_stop(&gate), 0);
 }
 
@@ -483,6 +508,7 @@ main(void)
         cmocka_unit_test_teardown(test_refused, teardown),
         cmocka_unit_test_teardown(test_expired_certificate, teardown),
         cmocka_unit_test_teardown(test_self_signed_then_healthy, teardown),
+        cmocka_unit_test_teardown(test_hostname_mismatch, teardown),
         cmocka_unit_test_teardown(test_too_slow, teardown),
         cmocka_unit_test_teardown(test_token_invalid_client, teardown),
         cmocka_unit_test_teardown(test_redis_state, teardown),

@@ -86,6 +86,12 @@ bg_limits_connections(const bg_limits *l)
     return l->connections;
 }
 
+int
+bg_limits_has_open(const bg_limits *l)
+{
+    return l != NULL && l->conns.next != &l->conns;
+}
+
 void
 bg_limits_shutdown_connections(bg_limits *l)
 {

@@ -66,25 +66,32 @@ bg_server_next_request_id(bg_server *server, char buf[33])
              (unsigned long long)++server->id_counter);
 }
 
+/* Accepts one connection from l's queue, under policy.max_connections (limits.h tracks
+ * it, and closes it at shutdown). 0 when the queue was empty. */
+static int
+accept_one(struct bg_listener *l)
+{
+    bg_server *s = H2O_STRUCT_FROM_MEMBER(bg_server, ctx, l->accept_ctx.ctx);
+    h2o_socket_t *sock = h2o_evloop_socket_accept(l->sock);
+    if (sock == NULL)
+        return 0;
+    int capped = l->accept_ctx.hosts != s->admin_hosts; /* a scrape is never shed */
+    if (bg_limits_accept(s->limits, sock, capped) != 0)
+        bg_admin_count_refusal(&s->metrics, BG_ESHED_CONNECTIONS);
+    else
+        h2o_accept(&l->accept_ctx, sock);
+    return 1;
+}
+
 static void
 on_accept(h2o_socket_t *listener, const char *err)
 {
     if (err != NULL)
         return;
-    struct bg_listener *l = listener->data;
-    bg_server *s = H2O_STRUCT_FROM_MEMBER(bg_server, ctx, l->accept_ctx.ctx);
-    int capped = l->accept_ctx.hosts != s->admin_hosts; /* a scrape is never shed */
     /* A few per wake-up: fair to the connections already open, cheaper than one. */
-    for (int i = 0; i < 16; i++) {
-        h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
-        if (sock == NULL)
+    for (int i = 0; i < 16; i++)
+        if (!accept_one(listener->data))
             return;
-        if (bg_limits_accept(s->limits, sock, capped) != 0) {
-            bg_admin_count_refusal(&s->metrics, BG_ESHED_CONNECTIONS);
-            continue;
-        }
-        h2o_accept(&l->accept_ctx, sock);
-    }
 }
 
 /* key names the configuration key in errors ("listen", "admin.listen"); hosts is what
@@ -182,6 +189,14 @@ has_connections(bg_server *s)
     return open_connections(s) > 0;
 }
 
+/* Connections, and also sockets still in their TLS handshake (h2o lists those nowhere
+ * but in its handshake timeout, which h2o_context_dispose wants empty). */
+static int
+has_sockets(bg_server *s)
+{
+    return has_connections(s) || bg_limits_has_open(s->limits);
+}
+
 /* A key set changed: tokens signed by a key that is gone must not stay verified. */
 static void
 on_keys_changed(bg_keys *keys, void *data)
@@ -274,9 +289,8 @@ drain_and_stop(bg_server *s)
      * would reset them: accept them first (with SO_REUSEPORT, new ones go to the other
      * listeners of the port from the close on). */
     for (size_t i = 0; i < s->n_listeners; i++) {
-        h2o_socket_t *sock;
-        while ((sock = h2o_evloop_socket_accept(s->listeners[i].sock)) != NULL)
-            h2o_accept(&s->listeners[i].accept_ctx, sock);
+        while (accept_one(&s->listeners[i]))
+            ;
         h2o_socket_close(s->listeners[i].sock);
     }
     s->n_listeners = 0;
@@ -467,12 +481,12 @@ out:
     bg_queue_free(s->queue);
     s->queue = NULL;
     /* let the last answers and socket closes run */
-    run_while(s, has_connections, h2o_now(s->loop) + 200);
+    run_while(s, has_sockets, h2o_now(s->loop) + 200);
     /* Idle keep-alive connections whose clients did not leave: h2o 2.2 does not close
      * them on shutdown, and h2o_context_dispose aborts while one is open. A shutdown(2)
      * ends them through h2o's own read path. */
     bg_limits_shutdown_connections(s->limits);
-    run_while(s, has_connections, h2o_now(s->loop) + 1000);
+    run_while(s, has_sockets, h2o_now(s->loop) + 1000);
     bg_limits_free(s->limits); /* before the sockets go with the loop */
     s->limits = NULL;
     bg_admin_stop(s);

@@ -41,6 +41,9 @@ int bg_limits_accept(bg_limits *limits, h2o_socket_t *sock, int capped);
 size_t bg_limits_connections(const bg_limits *limits);
 /* shutdown(2) of every tracked connection (admin ones too): h2o sees the end on its next read and
  * closes the connection the usual way. */
+/* Whether any accepted socket is still open (capped or not, in its TLS handshake or
+ * serving HTTP). */
+int bg_limits_has_open(const bg_limits *l);
 void bg_limits_shutdown_connections(bg_limits *limits);
 
 /* 0 when one more write may start with `inflight` already waiting, else

@@ -4,7 +4,7 @@ TEST_BUILD ?= build-test
 JOBS ?= $(shell nproc)
 
 .PHONY: all deps build run test test-fuzz fuzz format format-check bench bench-delivery bench-logging \
-	clean docker-check docker-footprint
+	clean docker-check docker-footprint docker-rootfs
 
 all: build
 
@@ -70,6 +70,14 @@ bench-logging: build
 # packages pinned in tests/k8s/package-lock.json). `make test` runs this.
 docker-check:
 	bash tests/k8s/run.sh
+
+# docker/Dockerfile's stages run without a Docker engine: each in a debootstrapped Debian 12
+# root (build-docker/), RUN through chroot; then the runtime root serves, answers its
+# HEALTHCHECK, stores an activity and stops on SIGTERM (docker/rootfs-build.js). As root;
+# downloads Debian packages; a few minutes. Not part of `make test`.
+docker-rootfs:
+	bash scripts/deps.sh manifests docker
+	node docker/rootfs-build.js
 
 # botgate's memory and CPU idle and under load, from /proc: the figures behind the
 # Deployment's resources (docker/footprint.sh).

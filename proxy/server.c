@@ -162,11 +162,27 @@ open_admin_listener(bg_server *s, char *err, size_t errlen)
     return open_listener(s, &lc, s->admin_hosts, "admin.listen", err, errlen);
 }
 
+/* Connections still in their TLS handshake are in neither list: each waits in the
+ * context's handshake timeout queue. */
 static size_t
 open_connections(bg_server *s)
 {
     return (size_t)!h2o_linklist_is_empty(&s->ctx.http1._conns) +
-           (size_t)!h2o_linklist_is_empty(&s->ctx.http2._conns);
+           (size_t)!h2o_linklist_is_empty(&s->ctx.http2._conns) +
+           (size_t)!h2o_linklist_is_empty(&s->ctx.handshake_timeout._entries);
+}
+
+/* Handshakes still going on at the very end time out now (h2o closes their sockets):
+ * h2o_context_dispose asserts that the handshake queue is empty. */
+static void
+close_handshakes(bg_server *s)
+{
+    while (!h2o_linklist_is_empty(&s->ctx.handshake_timeout._entries)) {
+        h2o_timeout_entry_t *e = H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link,
+                                                        s->ctx.handshake_timeout._entries.next);
+        e->cb(e);
+    }
+    h2o_evloop_run(s->loop, 0);
 }
 
 /* Runs the loop until cond(s) is false or deadline_ms (loop time) has passed. */
@@ -487,6 +503,7 @@ out:
      * ends them through h2o's own read path. */
     bg_limits_shutdown_connections(s->limits);
     run_while(s, has_sockets, h2o_now(s->loop) + 1000);
+    close_handshakes(s);       /* any handshake still open: before limits.c forgets its socket */
     bg_limits_free(s->limits); /* before the sockets go with the loop */
     s->limits = NULL;
     bg_admin_stop(s);

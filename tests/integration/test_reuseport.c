@@ -10,6 +10,8 @@
  * stream holds exactly the 202s) or, from the draining one, 503 shutting_down, which the
  * Connector retries; once it is gone, the new one answers everything with 202.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -139,6 +142,35 @@ test_restart_without_refusal(void **state)
     assert_int_equal(bgt_botgate_stop(&gates[ROLLS % 2]), 0);
 }
 
+/* A client that connected and never sent its ClientHello when SIGTERM comes: botgate still
+ * stops in order (exit 0), the half-open handshake closed at the end of the grace. */
+static void
+test_stop_during_handshake(void **state)
+{
+    (void)state;
+    int port = bgt_free_port();
+    char health[96];
+    bgt_botgate_conf c = {.tls_port = port,
+                          .cert_file = cert,
+                          .key_file = key,
+                          .redis_url = redis.url,
+                          .state_dir = env.dir};
+    snprintf(health, sizeof(health), "https://127.0.0.1:%d/healthz", port);
+    char *yaml = bgt_config_yaml(&c);
+    int rc = bgt_botgate_start(&gates[0], env.dir, "handshake", yaml, health, cert);
+    free(yaml);
+    assert_int_equal(rc, 0);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    bgt_sleep_ms(200); /* the step that lets botgate accept it; no answer to wait for */
+    assert_int_equal(bgt_botgate_stop(&gates[0]), 0);
+    char buf[1];
+    assert_true(read(fd, buf, 1) <= 0); /* closed by botgate */
+    close(fd);
+}
+
 static int
 teardown(void **state)
 {
@@ -154,6 +186,7 @@ main(void)
     bgt_botgate_role = "ingress"; /* the stream is counted: no consumer */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_restart_without_refusal, teardown),
+        cmocka_unit_test_teardown(test_stop_during_handshake, teardown),
     };
     if (bgt_env_init(&env) != 0 || bgt_tls_make_cert(env.dir, cert, key) != 0)
         return 1;

@@ -25,6 +25,7 @@ const fs = require("fs");
 const path = require("path");
 const YAML = require("yaml");
 const { validate: lintDockerfile, ValidationSeverity } = require("dockerfile-utils");
+const { instructions } = require("./dockerfile.js");
 
 const ROOT = path.resolve(process.argv[2] || path.join(__dirname, "..", ".."));
 const K8S = path.join(ROOT, "docker", "k8s");
@@ -180,24 +181,6 @@ function depsPackages() {
   const text = fs.readFileSync(path.join(ROOT, "scripts", "deps.sh"), "utf8");
   const m = text.match(/packages=\(([\s\S]*?)\)/);
   return new Set(m ? m[1].split(/\s+/).filter(Boolean) : []);
-}
-
-// Instructions of a Dockerfile as [{op, args, line}] (continuations joined).
-function instructions(text) {
-  const out = [];
-  let cur = "", start = 0;
-  text.split("\n").forEach((line, i) => {
-    if (cur === "" && (/^\s*#/.test(line) || /^\s*$/.test(line))) return;
-    if (cur === "") start = i + 1;
-    if (/^\s*#/.test(line)) return;
-    cur += line.replace(/\\\s*$/, " ");
-    if (!/\\\s*$/.test(line)) {
-      const m = cur.trim().match(/^(\S+)\s*(.*)$/);
-      out.push({ op: m[1].toUpperCase(), args: m[2], line: start });
-      cur = "";
-    }
-  });
-  return out;
 }
 
 function checkDockerfile(file, text, errors) {

@@ -519,6 +519,14 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     char request_id[65];
     set_request_id(server, req, request_id);
+    /* Bytes behind the body: a pipelined or smuggled request. Refused, and the connection
+     * closed after the answer, so that h2o never parses them (limits.h). */
+    if (bg_http1_trailing_bytes(req) > 0) {
+        req->http1_is_persistent = 0;
+        return refuse(req, BG_EHTTP,
+                      "bytes after the request's body (pipelining, or Content-Length and "
+                      "Transfer-Encoding together): refused, the connection is closed");
+    }
     if (server->shutting_down)
         return refuse(req, BG_ESHUTDOWN, NULL);
     if (!source_allowed(server, req))

@@ -39,8 +39,8 @@ void bg_limits_free(bg_limits *limits);
 int bg_limits_accept(bg_limits *limits, h2o_socket_t *sock, int capped);
 /* Connections of the public listeners open now. */
 size_t bg_limits_connections(const bg_limits *limits);
-/* shutdown(2) of every tracked connection (admin ones too): h2o sees the end on its next read and closes
- * the connection the usual way. */
+/* shutdown(2) of every tracked connection (admin ones too): h2o sees the end on its next read and
+ * closes the connection the usual way. */
 void bg_limits_shutdown_connections(bg_limits *limits);
 
 /* 0 when one more write may start with `inflight` already waiting, else
@@ -50,5 +50,14 @@ int bg_limits_may_write(const bg_limits *limits, size_t inflight);
  * matched by one bg_limits_put_body(len). */
 int bg_limits_take_body(bg_limits *limits, size_t len);
 void bg_limits_put_body(bg_limits *limits, size_t len);
+
+/*
+ * HTTP/1 bytes that arrived behind this request on its connection, before its answer:
+ * another request pipelined, or one smuggled behind a framing that botgate and a proxy in
+ * front read differently (Content-Length with Transfer-Encoding: h2o 2.2 reads the body
+ * chunked and would then parse what the proxy counted as body as a request of its own).
+ * 0 for HTTP/2, and when the body is not in the connection's buffer.
+ */
+size_t bg_http1_trailing_bytes(h2o_req_t *req);
 
 #endif

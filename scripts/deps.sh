@@ -10,12 +10,14 @@ packages=(
   libyaml-dev libjansson-dev
   libcmocka-dev redis-server openssl curl clang-format
 )
-# Extra sets: `deps.sh bench` adds the benchmark's peers, `deps.sh fuzz` clang's fuzzers.
+# Extra sets: `deps.sh bench` adds the benchmark's peers, `deps.sh fuzz` clang's fuzzers,
+# `deps.sh valgrind` valgrind (make test-valgrind).
 for set in "$@"; do
   case "$set" in
     bench) packages+=(nginx-light wrk) ;;
     fuzz) packages+=(clang-14 libclang-rt-14-dev) ;;
-    *) echo "deps.sh: unknown set '$set' (known: bench, fuzz)" >&2; exit 2 ;;
+    valgrind) packages+=(valgrind) ;;
+    *) echo "deps.sh: unknown set '$set' (known: bench, fuzz, valgrind)" >&2; exit 2 ;;
   esac
 done
 

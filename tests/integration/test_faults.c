@@ -465,8 +465,7 @@ test_redis_oom(void **state)
             fail_msg("%s, sent while Redis was out of memory: %ld %s%s", s[i].id, s[i].status,
                      s[i].code, s[i].retry_after ? "" : " (no Retry-After)");
     }
-    fprintf(stderr, "redis_oom: %zu requests while Redis was full, each 503 queue_error\n",
-            inside);
+    fprintf(stderr, "redis_oom: %zu requests while Redis was full, each 503 queue_error\n", inside);
     assert_true(inside > 0);
     expect_only("redis_oom", 503L, 0L);
     assert_int_equal(s[n - 1].status, 202);

@@ -201,11 +201,8 @@ expect_shed(const char *name, size_t body_size, const char *code, size_t waiting
     snprintf(url, sizeof(url), "%s/api/messages", base);
     long long before = bgt_redis_xlen(&redis, STREAM);
     assert_true(before >= 0);
-    bgt_load_opts o = {.url = url,
-                       .tag = tag,
-                       .concurrency = 6,
-                       .body_size = body_size,
-                       .timeout_ms = 20000};
+    bgt_load_opts o = {
+        .url = url, .tag = tag, .concurrency = 6, .body_size = body_size, .timeout_ms = 20000};
     load = bgt_load_new(&o);
     assert_non_null(load);
     redisContext *stall = stall_redis(3);

@@ -189,9 +189,9 @@ typedef struct attack {
     const char *name;
     void (*run)(struct attack *a);
     /* results, read after the thread ended */
-    int status;  /* the answer's status, 0 for none */
-    int closed;  /* the connection was closed by botgate */
-    long count;  /* attack-specific: connections, streams, ... */
+    int status; /* the answer's status, 0 for none */
+    int closed; /* the connection was closed by botgate */
+    long count; /* attack-specific: connections, streams, ... */
     char note[200];
     volatile int done;
 } attack;
@@ -584,8 +584,10 @@ test_body_over_limit(void **state)
         bgt_http_resp resp;
         bgt_http_request(&req, &resp);
         fprintf(stderr, "wire body over the limit (%s): status %ld, curl %d %s\n",
-                variant == 0 ? "Content-Length" : variant == 1 ? "chunked" : "HTTP/2", resp.status,
-                resp.curl_code, resp.curl_error);
+                variant == 0   ? "Content-Length"
+                : variant == 1 ? "chunked"
+                               : "HTTP/2",
+                resp.status, resp.curl_code, resp.curl_error);
         if (variant < 2)
             bgt_expect_error(&resp, 413, "body_too_large");
         else if (resp.status != 413 && resp.status != 0)
@@ -817,16 +819,11 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_slowloris),
-        cmocka_unit_test(test_slow_body),
-        cmocka_unit_test(test_body_over_limit),
-        cmocka_unit_test(test_invalid_utf8),
-        cmocka_unit_test(test_deep_nesting),
-        cmocka_unit_test(test_many_headers),
-        cmocka_unit_test(test_huge_header),
-        cmocka_unit_test(test_smuggling_cl_te),
-        cmocka_unit_test(test_smuggling_double_cl),
-        cmocka_unit_test(test_rapid_reset),
+        cmocka_unit_test(test_slowloris),           cmocka_unit_test(test_slow_body),
+        cmocka_unit_test(test_body_over_limit),     cmocka_unit_test(test_invalid_utf8),
+        cmocka_unit_test(test_deep_nesting),        cmocka_unit_test(test_many_headers),
+        cmocka_unit_test(test_huge_header),         cmocka_unit_test(test_smuggling_cl_te),
+        cmocka_unit_test(test_smuggling_double_cl), cmocka_unit_test(test_rapid_reset),
         cmocka_unit_test(test_bad_client_hellos),
     };
     if (bgt_env_init(&env) != 0 || bgt_tls_make_cert(env.dir, cert, key) != 0)

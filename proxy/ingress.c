@@ -570,7 +570,7 @@ source_allowed(bg_server *server, h2o_req_t *req)
 /* The checks before the body is read as an activity, cheapest first: 0, or the error to
  * refuse with. Sets op->token when an Authorization header came. */
 static int
-precheck(struct st_ingress_op *op)
+precheck(struct st_ingress_op *op, const char **detail)
 {
     bg_server *server = op->server;
     h2o_req_t *req = op->req;
@@ -580,6 +580,14 @@ precheck(struct st_ingress_op *op)
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
         return BG_EMETHOD;
+    }
+    /* Bytes behind the body: a pipelined or smuggled request. Refused, and the connection
+     * closed after the answer, so that h2o never parses them (limits.h). */
+    if (bg_http1_trailing_bytes(req) > 0) {
+        req->http1_is_persistent = 0;
+        *detail = "bytes after the request's body (pipelining, or Content-Length and "
+                  "Transfer-Encoding together): refused, the connection is closed";
+        return BG_EHTTP;
     }
     if (server->shutting_down)
         return BG_ESHUTDOWN;
@@ -640,9 +648,10 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     op->body_taken = req->entity.len;
 
-    int rc = precheck(op);
+    const char *detail = NULL;
+    int rc = precheck(op, &detail);
     if (rc != 0) {
-        op_refuse(op, rc, NULL);
+        op_refuse(op, rc, detail);
         return 0;
     }
     char why[160];

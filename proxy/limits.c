@@ -137,3 +137,21 @@ bg_limits_put_body(bg_limits *l, size_t len)
 {
     l->body_bytes -= len;
 }
+
+/* h2o 2.2 reads an HTTP/1 body into the socket's input buffer and leaves it there until
+ * the answer is sent: whatever lies beyond the body's end came after the request. */
+size_t
+bg_http1_trailing_bytes(h2o_req_t *req)
+{
+    if (req->version >= 0x200 || req->entity.base == NULL ||
+        req->conn->callbacks->get_socket == NULL)
+        return 0;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock == NULL || sock->input == NULL)
+        return 0;
+    const char *start = sock->input->bytes, *end = start + sock->input->size;
+    const char *body_end = req->entity.base + req->entity.len;
+    if (req->entity.base < start || body_end > end)
+        return 0;
+    return (size_t)(end - body_end);
+}

@@ -13,14 +13,16 @@ packages=(
 # Extra sets: `deps.sh bench` adds the benchmark's peers, `deps.sh fuzz` clang's fuzzers,
 # `deps.sh manifests` node and npm for tests/k8s/ (npm only when no npm is on PATH: a
 # nodejs from elsewhere brings its own, which Debian's npm package would conflict with),
-# `deps.sh docker` debootstrap for `make docker-rootfs`.
+# `deps.sh docker` debootstrap for `make docker-rootfs`,
+# `deps.sh valgrind` valgrind (make test-valgrind).
 for set in "$@"; do
   case "$set" in
     bench) packages+=(nginx-light wrk) ;;
     fuzz) packages+=(clang-14 libclang-rt-14-dev) ;;
     manifests) packages+=(nodejs); command -v npm >/dev/null || packages+=(npm) ;;
     docker) packages+=(debootstrap) ;;
-    *) echo "deps.sh: unknown set '$set' (known: bench, fuzz, manifests, docker)" >&2; exit 2 ;;
+    valgrind) packages+=(valgrind) ;;
+    *) echo "deps.sh: unknown set '$set' (known: bench, fuzz, manifests, docker, valgrind)" >&2; exit 2 ;;
   esac
 done
 

@@ -20,6 +20,7 @@ struct st_load_req {
     size_t shot; /* index into load->shots */
     char answer[512];
     size_t answer_len;
+    bool retry_after;
     struct st_load_req *prev, *next; /* the load's list of requests in flight */
 };
 
@@ -89,10 +90,10 @@ on_answer(char *data, size_t size, size_t n, void *arg)
 static size_t
 on_header(char *data, size_t size, size_t n, void *arg)
 {
-    bgt_shot *s = arg;
+    struct st_load_req *r = arg; /* not the shot: the shots array may move meanwhile */
     size_t len = size * n;
     if (len >= 12 && strncasecmp(data, "retry-after:", 12) == 0)
-        s->retry_after = true;
+        r->retry_after = true;
     return len;
 }
 
@@ -140,7 +141,7 @@ start_one(bgt_load *l)
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_answer);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, s);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(h, CURLOPT_PRIVATE, r);
     s->start_ms = bgt_mono_ms();
     r->next = l->live;
@@ -177,10 +178,10 @@ finish_one(bgt_load *l, CURL *h, CURLcode code)
     bgt_shot *s = &l->shots[r->shot];
     s->end_ms = bgt_mono_ms();
     s->curl_code = (int)code;
-    if (code == CURLE_OK)
+    if (code == CURLE_OK) {
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &s->status);
-    else
-        s->retry_after = false; /* a header of an answer that did not come whole */
+        s->retry_after = r->retry_after;
+    }
     if (s->status >= 400) {
         bgt_http_resp resp = {.body = r->answer, .body_len = r->answer_len};
         if (bgt_http_error_code(&resp, s->code, sizeof(s->code)) == NULL)

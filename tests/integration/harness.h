@@ -273,6 +273,7 @@ typedef struct bgt_botgate_conf {
     const char *state_dir;
     const char *log_level;   /* NULL = info */
     const char *redis_extra; /* more "key: value" lines inside redis:, already indented */
+    const char *relay;       /* the lines inside relay:, indented; NULL = listen: "" (off) */
     const char *extra;       /* more top-level YAML appended verbatim (policy:, auth:, ...) */
 } bgt_botgate_conf;
 

@@ -19,7 +19,9 @@
  *   - unknown conversation: 404 naming it; a serviceUrl never seen in a verified token is
  *     never called, whatever the path, Host, X-Forwarded-Host, request-target or body say;
  *   - retries only for 502/503/429+Retry-After, counted; other statuses passed through;
- *   - a non-loopback relay.listen is refused at start (exit 2, the key named);
+ *   - a non-loopback relay.listen is refused at start (exit 2, the key named); relay.secret
+ *     is required when set and never forwarded; with authentication off nothing is stored
+ *     and the relay does not listen (the log says why);
  *   - the official SDK's ConnectorClient (npm botframework-connector) pointed at the relay.
  */
 #include "harness.h"
@@ -640,6 +642,73 @@ test_non_loopback_refused(void **state)
     free(err);
 }
 
+static void
+test_relay_secret(void **state)
+{
+    (void)state;
+    start_gate("secret", "  secret: \"relay-shared-secret\"\n");
+    assert_int_equal(inbound(CONV, service_url, service_url), 202);
+    const char *body = "{\"type\":\"message\"}";
+    const char *wrong[] = {"Authorization: Bearer relay-shared-secreT", NULL};
+    const char *right[] = {"Authorization: Bearer relay-shared-secret", NULL};
+    bgt_http_resp resp;
+    relay_call("POST", "/v3/conversations/" CONV_ENC "/activities", body, NULL, &resp);
+    bgt_expect_error(&resp, 401, "bad_relay_secret");
+    bgt_http_resp_free(&resp);
+    relay_call("POST", "/v3/conversations/" CONV_ENC "/activities", body, wrong, &resp);
+    bgt_expect_error(&resp, 401, "bad_relay_secret");
+    bgt_http_resp_free(&resp);
+    assert_int_equal(count_records("v3_requests.jsonl"), 0);
+    relay_call("POST", "/v3/conversations/" CONV_ENC "/activities", body, right, &resp);
+    bgt_expect_status(&resp, 200);
+    bgt_http_resp_free(&resp);
+    expect_bearer(0, 0); /* the Connector gets botgate's token, never the relay secret */
+    stop_gate();
+}
+
+/* Authentication off: no serviceUrl is verified, so nothing is stored and the relay does not
+ * listen; the log says why. */
+static void
+test_auth_off_no_relay(void **state)
+{
+    (void)state;
+    char state_dir[BGT_PATH_MAX], health[128], relay[128], base[64];
+    bgt_pathf(state_dir, sizeof(state_dir), env.dir, "state-authoff");
+    mkdir(state_dir, 0700);
+    plain_port = bgt_free_port();
+    relay_port = bgt_free_port();
+    snprintf(relay, sizeof(relay), "  listen: \"127.0.0.1:%d\"\n", relay_port);
+    snprintf(relay_base, sizeof(relay_base), "http://127.0.0.1:%d", relay_port);
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", plain_port);
+    bgt_botgate_conf c = {
+        .plain_port = plain_port, .redis_url = redis.url, .state_dir = state_dir, .relay = relay};
+    char *yaml = bgt_config_yaml(&c);
+    bgt_botgate_role = "ingress";
+    int rc = bgt_botgate_start(&gate, env.dir, "authoff", yaml,
+                               bgt_url(health, sizeof(health), base, "/healthz"), NULL);
+    free(yaml);
+    assert_int_equal(rc, 0);
+    const char *needles[] = {"relay: not started", "authentication is off", NULL};
+    assert_true(bgt_log_has_line(gate.log, needles, 10000));
+    char url[128], id[64];
+    snprintf(url, sizeof(url), "%s/api/messages", base);
+    bgt_fresh_id(id, sizeof(id), "act");
+    char *body = bgt_teams_message(id, CONV, service_url, 0);
+    const char *headers[] = {"Content-Type: application/json", NULL};
+    bgt_http_resp resp;
+    bgt_http_post(url, BGT_HTTP_1_1, NULL, headers, body, strlen(body), &resp);
+    free(body);
+    bgt_expect_status(&resp, 202);
+    bgt_http_resp_free(&resp);
+    redisReply *r = bgt_redis_cmd(&redis, "EXISTS %s:conversations:%s", STREAM, CONV);
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+    relay_call("POST", "/v3/conversations/" CONV_ENC "/activities", "{}", NULL, &resp);
+    assert_int_equal(resp.status, 0); /* nothing listens */
+    bgt_http_resp_free(&resp);
+    stop_gate();
+}
+
 /* tests/relay-sdk/reply.js: botframework-connector's ConnectorClient, baseUri = the relay. */
 static void
 test_official_sdk_client(void **state)
@@ -696,6 +765,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_token_endpoint_down_token_valid, test_setup,
                                         test_teardown),
         cmocka_unit_test_setup_teardown(test_non_loopback_refused, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_relay_secret, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_auth_off_no_relay, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_official_sdk_client, test_setup, test_teardown),
     };
     if (bgt_env_init(&env) != 0)

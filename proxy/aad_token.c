@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define BACKOFF_INITIAL_MS 1000
 #define BACKOFF_MAX_MS 30000
@@ -232,6 +233,9 @@ bg_relay_token_new(h2o_loop_t *loop, bg_http *http, const bg_config *cfg, char *
         snprintf(err, errlen, "relay.token_url: too long");
         return NULL;
     }
+    if (strncasecmp(t->url, "http://", 7) == 0)
+        bg_log_warn("relay", "relay.token_url is plain http: the client secret crosses the "
+                             "network unencrypted (use https:// outside tests)");
     size_t n = 0;
     form_add(t->form, cap, &n, "grant_type", "client_credentials");
     form_add(t->form, cap, &n, "client_id", cfg->auth.app_id);

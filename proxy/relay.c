@@ -66,6 +66,7 @@ struct st_relay_op {
     int timer_on;
     int attempt; /* retries made */
     int done;    /* relay_call_done ran */
+    int stopped; /* answered 503 by bg_relay_stop: a late directory answer is ignored */
 };
 
 struct st_relay_req_ref {
@@ -303,7 +304,7 @@ on_directory(void *data, int err, const char *service_url, const char *channel_i
 {
     struct st_relay_op *op = data;
     (void)channel_id;
-    if (op->req == NULL) {
+    if (op->req == NULL || op->stopped) {
         op_release(op);
         return;
     }
@@ -494,6 +495,7 @@ bg_relay_stop(bg_relay *r)
     while (!h2o_linklist_is_empty(&r->ops)) {
         struct st_relay_op *op = H2O_STRUCT_FROM_MEMBER(struct st_relay_op, link, r->ops.next);
         op_cancel(op);
+        op->stopped = 1;
         relay_call_done(op, 503, NULL);
         if (op->req != NULL)
             bg_respond_error(op->req, BG_ESHUTDOWN, NULL);

@@ -24,6 +24,7 @@
  *     and the relay does not listen (the log says why);
  *   - the official SDK's ConnectorClient (npm botframework-connector) pointed at the relay.
  */
+#include "exposition.h"
 #include "harness.h"
 
 #include "botgate/relay_path.h"
@@ -57,7 +58,7 @@ static char conn_dir[BGT_PATH_MAX];
 static int conn_port;
 static char service_url[128]; /* the legitimate one: the connector under /teams/ */
 static bgt_botgate gate;
-static int plain_port, relay_port;
+static int plain_port, relay_port, admin_port;
 static char relay_base[64];
 
 /* ---- the Connector's records ------------------------------------------------------------ */
@@ -145,6 +146,9 @@ start_gate(const char *name, const char *relay_more)
     char *extra = bgt_connector_auth_yaml(conn_dir, conn_port, APP_ID, more_auth);
     plain_port = bgt_free_port();
     relay_port = bgt_free_port();
+    admin_port = bgt_free_port();
+    char admin[64];
+    snprintf(admin, sizeof(admin), "127.0.0.1:%d", admin_port);
     snprintf(relay, sizeof(relay),
              "  listen: \"127.0.0.1:%d\"\n"
              "  token_url: \"https://127.0.0.1:%d/botframework.com/oauth2/v2.0/token\"\n"
@@ -155,6 +159,7 @@ start_gate(const char *name, const char *relay_more)
                           .redis_url = redis.url,
                           .state_dir = state_dir,
                           .relay = relay,
+                          .admin_listen = admin,
                           .extra = extra};
     char base[64];
     snprintf(base, sizeof(base), "http://127.0.0.1:%d", plain_port);
@@ -293,6 +298,26 @@ expect_bearer(size_t v3_index, size_t token_index)
     free(token);
 }
 
+/* One sample of botgate's /metrics, with up to two labels (l1 NULL: none; l2 NULL: one). */
+static double
+metric(const char *name, const char *l1, const char *v1, const char *l2, const char *v2)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", admin_port);
+    bgt_http_resp resp;
+    assert_int_equal(bgt_http_get(url, BGT_HTTP_1_1, NULL, &resp), 0);
+    bgt_expect_status(&resp, 200);
+    xpo x;
+    if (x_parse(&x, resp.body) != 0)
+        fail_msg("/metrics: %s", x.err);
+    double v = l1 == NULL   ? x_get(&x, name, NULL)
+               : l2 == NULL ? x_get(&x, name, l1, v1, NULL)
+                            : x_get(&x, name, l1, v1, l2, v2, NULL);
+    x_free(&x);
+    bgt_http_resp_free(&resp);
+    return v;
+}
+
 /* Every record of <stream>:failures as "class target detail" lines, joined. */
 static char *
 failure_records(void)
@@ -397,6 +422,13 @@ test_reply_reaches_connector(void **state)
     assert_string_equal(field(rec, "client_secret"), APP_SECRET);
     assert_string_equal(field(rec, "scope"), "https://api.botframework.com/.default");
     json_decref(all);
+    /* counted: 9 relay requests answered 200, 9 calls answered, none retried, one token */
+    assert_true(metric("botgate_requests_total", "route", "relay", "code", "200") == 9);
+    assert_true(metric("botgate_relay_attempts_total", "outcome", "answered", NULL, NULL) == 9);
+    assert_true(metric("botgate_relay_attempts_total", "outcome", "retry", NULL, NULL) == 0);
+    assert_true(metric("botgate_relay_token_requests_total", "outcome", "ok", NULL, NULL) == 1);
+    assert_true(metric("botgate_relay_token_expiry_seconds", NULL, NULL, NULL, NULL) > 3000);
+    assert_true(metric("botgate_relay_seconds_count", NULL, NULL, NULL, NULL) == 9);
     stop_gate();
 }
 
@@ -510,6 +542,8 @@ test_invalid_client(void **state)
     assert_non_null(strstr(f, "invalid_client: AADSTS7000215"));
     assert_null(strstr(f, APP_SECRET));
     free(f);
+    assert_true(metric("botgate_relay_token_requests_total", "outcome", "error", NULL, NULL) >= 1);
+    assert_true(metric("botgate_requests_total", "route", "relay", "code", "502") == 1);
     char *log = bgt_read_file(gate.log, NULL);
     assert_non_null(log);
     assert_null(strstr(log, APP_SECRET));
@@ -622,6 +656,13 @@ test_retries(void **state)
     set_switch("v3_statuses", "429\n200\n");
     assert_int_equal(relay_status("POST", "/v3/conversations/" CONV_ENC "/activities", body), 429);
     assert_int_equal(count_records("v3_requests.jsonl"), 10);
+    /* each retry counted: 3 in the first call, 3 in the second */
+    assert_true(metric("botgate_relay_attempts_total", "outcome", "retry", NULL, NULL) == 6);
+    assert_true(metric("botgate_relay_attempts_total", "outcome", "answered", NULL, NULL) == 4);
+    char *f = failure_records();
+    assert_non_null(strstr(f, "http_5xx https://127.0.0.1:"));
+    assert_non_null(strstr(f, "/teams/v3/conversations/" CONV_ENC "/activities"));
+    free(f);
     stop_gate();
 }
 

@@ -135,14 +135,16 @@ set_switch(const char *name, const char *content)
 
 /* ---- botgate ------------------------------------------------------------------------------ */
 
-/* Starts gate with the relay on a free port; relay_more: more lines inside relay:. */
+/* Starts gate with the relay on a free port; relay_more: more lines inside relay:,
+ * auth_more: inside auth: (both may be NULL). */
 static void
-start_gate(const char *name, const char *relay_more)
+start_gate_with(const char *name, const char *relay_more, const char *auth_more)
 {
-    char state_dir[BGT_PATH_MAX], health[128], relay[1024], more_auth[256];
+    char state_dir[BGT_PATH_MAX], health[128], relay[1024], more_auth[512];
     bgt_pathf(state_dir, sizeof(state_dir), env.dir, "state-%s", name);
     mkdir(state_dir, 0700);
-    snprintf(more_auth, sizeof(more_auth), "  app_password: \"%s\"\n", APP_SECRET);
+    snprintf(more_auth, sizeof(more_auth), "  app_password: \"%s\"\n%s", APP_SECRET,
+             auth_more != NULL ? auth_more : "");
     char *extra = bgt_connector_auth_yaml(conn_dir, conn_port, APP_ID, more_auth);
     plain_port = bgt_free_port();
     relay_port = bgt_free_port();
@@ -176,6 +178,12 @@ start_gate(const char *name, const char *relay_more)
 }
 
 static void
+start_gate(const char *name, const char *relay_more)
+{
+    start_gate_with(name, relay_more, NULL);
+}
+
+static void
 stop_gate(void)
 {
     assert_int_equal(bgt_botgate_stop(&gate), 0);
@@ -202,6 +210,31 @@ inbound(const char *conv, const char *body_url, const char *claim_url)
         bgt_http_resp_print("inbound", &resp);
     bgt_http_resp_free(&resp);
     free(body);
+    free(token);
+    return status;
+}
+
+/* An authenticated invoke (proxied synchronously: no bot listens, so 502) of conv. */
+static long
+inbound_invoke(const char *conv)
+{
+    char url[128], id[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/messages", plain_port);
+    bgt_fresh_id(id, sizeof(id), "inv");
+    char *token = bgt_connector_mint(conn_dir, NULL, APP_ID, service_url, 600);
+    assert_non_null(token);
+    char authz[4096], body[1024];
+    snprintf(authz, sizeof(authz), "Authorization: Bearer %s", token);
+    snprintf(body, sizeof(body),
+             "{\"type\":\"invoke\",\"name\":\"task/fetch\",\"id\":\"%s\",\"channelId\":"
+             "\"msteams\",\"serviceUrl\":\"%s\",\"conversation\":{\"id\":\"%s\","
+             "\"tenantId\":\"tenant-inv\"}}",
+             id, service_url, conv);
+    const char *headers[] = {"Content-Type: application/json", authz, NULL};
+    bgt_http_resp resp;
+    bgt_http_post(url, BGT_HTTP_1_1, NULL, headers, body, strlen(body), &resp);
+    long status = resp.status;
+    bgt_http_resp_free(&resp);
     free(token);
     return status;
 }
@@ -683,6 +716,39 @@ test_non_loopback_refused(void **state)
     free(err);
 }
 
+/* SingleTenant: tokens from the tenant's endpoint; a synchronous activity (an invoke) also
+ * fills the directory. */
+static void
+test_single_tenant_and_invoke(void **state)
+{
+    (void)state;
+    start_gate_with("tenant", NULL, "  app_type: SingleTenant\n  tenant_id: \"tenant-xyz\"\n");
+    wait_records("token_requests.jsonl", 1);
+    json_t *all = records("token_requests.jsonl");
+    assert_string_equal(field(json_array_get(all, 0), "tenant"), "tenant-xyz");
+    json_decref(all);
+    long st = inbound_invoke("conv-invoke");
+    assert_true(st == 502 || st == 504); /* no bot: the invoke itself fails */
+    int64_t deadline = bgt_mono_ms() + 10000;
+    for (;;) {
+        redisReply *r =
+            bgt_redis_cmd(&redis, "HGET %s:conversations:conv-invoke tenant_id", STREAM);
+        int found = r != NULL && r->type == REDIS_REPLY_STRING;
+        if (found)
+            assert_string_equal(r->str, "tenant-inv");
+        freeReplyObject(r);
+        if (found)
+            break;
+        assert_true(bgt_mono_ms() < deadline);
+        bgt_sleep_ms(50);
+    }
+    assert_int_equal(
+        relay_status("POST", "/v3/conversations/conv-invoke/activities", "{\"type\":\"message\"}"),
+        200);
+    expect_bearer(0, 0);
+    stop_gate();
+}
+
 static void
 test_relay_secret(void **state)
 {
@@ -807,6 +873,7 @@ main(void)
                                         test_teardown),
         cmocka_unit_test_setup_teardown(test_non_loopback_refused, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_relay_secret, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_single_tenant_and_invoke, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_auth_off_no_relay, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_official_sdk_client, test_setup, test_teardown),
     };

@@ -3,7 +3,7 @@ BUILD ?= build
 TEST_BUILD ?= build-test
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run test test-fuzz fuzz format format-check bench bench-delivery clean
+.PHONY: all deps build run test test-fuzz fuzz format format-check bench bench-delivery bench-relay clean
 
 all: build
 
@@ -57,6 +57,12 @@ bench: build
 bench-delivery: build
 	bash scripts/deps.sh bench
 	bash tests/bench/delivery.sh
+
+# The relay benchmark (issue 6): replies straight to the test Connector against replies
+# through botgate's relay (tests/bench/relay.sh).
+bench-relay: build
+	bash scripts/deps.sh bench
+	bash tests/bench/relay.sh
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) build-fuzz

@@ -4,7 +4,7 @@ TEST_BUILD ?= build-test
 JOBS ?= $(shell nproc)
 
 .PHONY: all deps build run test test-fuzz test-valgrind fuzz format format-check bench bench-delivery \
-	bench-logging clean docker-check docker-footprint docker-rootfs
+	bench-logging bench-relay clean docker-check docker-footprint docker-rootfs
 
 all: build
 
@@ -96,6 +96,12 @@ docker-rootfs:
 docker-footprint: build
 	bash scripts/deps.sh bench
 	bash docker/footprint.sh
+
+# The relay benchmark (issue 6): replies straight to the test Connector against replies
+# through botgate's relay (tests/bench/relay.sh).
+bench-relay: build
+	bash scripts/deps.sh bench
+	bash tests/bench/relay.sh
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) build-fuzz

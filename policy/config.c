@@ -156,6 +156,11 @@ static const struct key keys[] = {
             "https://login.microsoftonline.com/botframework.com/oauth2/v2.0/token", check_http_url,
             0),
     ROW_STR("relay.scope", relay.scope, "https://api.botframework.com/.default", check_nonempty, 0),
+    ROW_BOOL("relay.allow_remote", relay.allow_remote, false),
+    ROW_STR("relay.secret", relay.secret, "", NULL, F_SECRET),
+    ROW_INT("relay.directory_ttl_s", relay.directory_ttl_s, 60, 31536000, 7776000),
+    ROW_INT("relay.token_refresh_pct", relay.token_refresh_pct, 10, 90, 75),
+    ROW_INT("relay.timeout_ms", relay.timeout_ms, 100, 120000, 15000),
     ROW_STR("admin.listen", admin.listen, "127.0.0.1:9090", check_bind_addr, 0),
     ROW_STR("log.access", log.access, "stdout", check_nonempty, 0),
     ROW_ENUM("log.level", log.level, "info", log_levels, 0),
@@ -520,6 +525,22 @@ check_bind_addr(const char *v)
     if (!is_bind_host(host))
         return "the host must be a numeric IP address or localhost";
     return NULL;
+}
+
+/* relay.listen (checked by check_bind_addr): its host is 127.0.0.0/8, ::1 or localhost. */
+static bool
+is_loopback_listen(const char *v)
+{
+    char buf[VALUE_MAX_LEN], *host;
+    int port;
+    unsigned char a[sizeof(struct in6_addr)];
+    if (copy_value(v, buf, sizeof(buf)) != NULL || split_hostport(buf, &host, &port) != NULL)
+        return false;
+    if (strcasecmp(host, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, a) == 1)
+        return a[0] == 127;
+    return inet_pton(AF_INET6, host, a) == 1 && memcmp(a, &in6addr_loopback, 16) == 0;
 }
 
 /* redis.sentinels items: HOST:PORT, where HOST may be a DNS name (a Kubernetes service). */
@@ -1378,6 +1399,16 @@ check_whole(struct loader *L)
         return fail(L, oi, "bot.backoff_initial_ms", "%d is above bot.backoff_max_ms (%d)",
                     c->bot.backoff_initial_ms, c->bot.backoff_max_ms);
     }
+    /* Whoever reaches the relay speaks as the bot: off loopback only on purpose, and then
+     * behind the shared secret. */
+    if (c->relay.allow_remote && !is_set(c->relay.secret))
+        return fail(L, origin_of(L, "relay.allow_remote"), "relay.secret",
+                    "must be set when relay.allow_remote is true (callers present it)");
+    if (is_set(c->relay.listen) && !is_loopback_listen(c->relay.listen) && !c->relay.allow_remote)
+        return fail(L, origin_of(L, "relay.listen"), "relay.listen",
+                    "%s is not a loopback address: whoever reaches the relay speaks as the bot "
+                    "(set relay.allow_remote: true and relay.secret to serve it there)",
+                    c->relay.listen);
     /* The SDK needs the tenant for these two app types; without it no token is valid. */
     if (is_set(c->auth.app_id) && c->auth.app_type != NULL &&
         strcmp(c->auth.app_type, "MultiTenant") != 0 && !is_set(c->auth.tenant_id))

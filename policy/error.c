@@ -60,6 +60,16 @@ static const struct {
      "policy.max_inflight_writes requests are waiting on the queue: try again"},
     {BG_ESHED_BODY, 503, "too_many_bytes",
      "policy.max_inflight_body_bytes of request bodies are in flight: try again"},
+    {BG_ERELAY_PATH, 400, "bad_relay_path", "the relay path holds an id the relay refuses"},
+    {BG_ERELAY_CONVERSATION, 404, "unknown_conversation",
+     "no activity of this conversation was seen (or its entry expired)"},
+    {BG_ERELAY_SECRET, 401, "bad_relay_secret",
+     "the relay needs 'Authorization: Bearer <relay.secret>'"},
+    {BG_ERELAY_TOKEN, 502, "connector_token_unavailable", "no Connector token could be obtained"},
+    {BG_ERELAY_UNREACHABLE, 502, "connector_unreachable", "the Connector could not be reached"},
+    {BG_ERELAY_TIMEOUT, 504, "connector_timeout", "the Connector did not answer in time"},
+    {BG_ERELAY_SERVICE_URL, 502, "bad_service_url",
+     "the conversation's stored serviceUrl is not one the relay calls"},
 };
 
 static int

@@ -35,6 +35,7 @@
 #include "botgate/dispatcher.h"
 #include "botgate/error.h"
 #include "botgate/log.h"
+#include "botgate/relay.h"
 #include "botgate/server.h"
 
 #include <stdio.h>
@@ -48,8 +49,8 @@
 #define CERT_LOG_PERIOD_MS (24 * 3600 * 1000ULL)
 #define CERT_WARN_DAYS 30
 
-static const char *const route_names[BG_ROUTE_COUNT] = {"messages", "healthz", "readyz", "metrics",
-                                                        "other"};
+static const char *const route_names[BG_ROUTE_COUNT] = {"messages", "healthz", "readyz",
+                                                        "metrics",  "relay",   "other"};
 
 /* ---- registration -------------------------------------------------------------------- */
 
@@ -222,6 +223,30 @@ bg_admin_metrics_init(bg_server *s)
     m->deliveries_in_flight = add1(&a, BG_METRIC_GAUGE, "botgate_deliveries_in_flight",
                                    "Deliveries to the bot in progress.");
 
+    /* the relay */
+    static const char *const relay_outcomes[] = {"answered", "retry", "failed", NULL};
+    bg_metric_series *ro[3] = {NULL};
+    add_known(&a, "botgate_relay_attempts_total",
+              "Relay calls to the Connector, by outcome: answered (any status), retry (retried: "
+              "no activity can have been created), failed (no answer, not retried).",
+              "outcome", relay_outcomes, ro);
+    m->relay_attempts_answered = ro[0], m->relay_attempts_retry = ro[1];
+    m->relay_attempts_failed = ro[2];
+    m->relay_seconds = add_histogram(&a, "botgate_relay_seconds",
+                                     "Duration of each relay call to the Connector (libcurl's "
+                                     "total time), whatever its outcome.",
+                                     bot_buckets, n_bot);
+    static const char *const token_outcomes[] = {"ok", "error", NULL};
+    bg_metric_series *to[2] = {NULL};
+    add_known(&a, "botgate_relay_token_requests_total",
+              "Connector token requests (client credentials) by outcome.", "outcome",
+              token_outcomes, to);
+    m->relay_token_ok = to[0], m->relay_token_error = to[1];
+    m->relay_token_age = add1(&a, BG_METRIC_GAUGE, "botgate_relay_token_age_seconds",
+                              "Seconds since the Connector token held was obtained.");
+    m->relay_token_expiry = add1(&a, BG_METRIC_GAUGE, "botgate_relay_token_expiry_seconds",
+                                 "Seconds until the Connector token held expires.");
+
     /* TLS */
     m->tls_expiry = add(&a, &(bg_metric_desc){.type = BG_METRIC_GAUGE,
                                               .name = "botgate_tls_certificate_expiry_seconds",
@@ -349,6 +374,8 @@ on_log_access(h2o_logger_t *self, h2o_req_t *req)
         route = BG_ROUTE_OTHER;
     if (route == BG_ROUTE_METRICS && req->conn->hosts != l->server->admin_hosts)
         route = BG_ROUTE_OTHER; /* /metrics on a public listener is just a 404 */
+    if (req->conn->hosts == l->server->relay_hosts)
+        route = BG_ROUTE_RELAY;
     int status = req->res.status;
     int cached = status >= 0 && status < BG_METRICS_MAX_STATUS;
     bg_metric_series *s = cached ? m->requests_by[route][status] : NULL;
@@ -553,6 +580,18 @@ collect(bg_server *s, const struct st_scrape *op)
     bg_metric_set(m->access_written, (double)as.written);
     bg_metric_set(m->access_dropped, (double)as.dropped);
     bg_metric_set(m->access_write_errors, (double)as.write_errors);
+    const bg_relay_token *rt = bg_relay_get_token(s->relay);
+    bg_relay_token_stats rs = rt != NULL ? bg_relay_token_get_stats(rt) : (bg_relay_token_stats){0};
+    bg_metric_set(m->relay_token_ok, (double)rs.fetches_ok);
+    bg_metric_set(m->relay_token_error, (double)rs.fetches_failed);
+    if (rs.obtained_ms > 0) {
+        int64_t now = (int64_t)h2o_now(s->loop);
+        bg_metric_set(m->relay_token_age, (double)(now - rs.obtained_ms) / 1000.0);
+        bg_metric_set(m->relay_token_expiry, (double)(rs.expires_ms - now) / 1000.0);
+    } else {
+        bg_metric_clear(m->relay_token_age);
+        bg_metric_clear(m->relay_token_expiry);
+    }
     if (m->cert_not_after != 0 && m->tls_expiry != NULL) {
         double left = (double)(m->cert_not_after - (int64_t)time(NULL));
         for (size_t i = 0; i < m->tls_expiry->n_series; i++)

@@ -25,6 +25,7 @@
 #include "botgate/failure.h"
 #include "botgate/failures.h"
 #include "botgate/log.h"
+#include "botgate/relay_directory.h"
 #include "botgate/request.h"
 #include "botgate/server.h"
 
@@ -352,6 +353,22 @@ bg_ingress_cancel_sync(bg_server *server)
     }
 }
 
+/* The relay's directory entry for an authenticated activity (relay_directory.h), or NULL:
+ * with authentication off the serviceUrl is unverified, and is never stored. */
+static const bg_directory_entry *
+directory_entry(struct st_ingress_op *op, bg_directory_entry *d)
+{
+    if (!op->server->auth_on || op->act.conversation_id == NULL || op->act.service_url == NULL)
+        return NULL;
+    *d = (bg_directory_entry){.conversation_id = op->act.conversation_id,
+                              .service_url = op->act.service_url,
+                              .channel_id = op->act.channel_id,
+                              .tenant_id = op->act.tenant_id,
+                              .last_seen_ms = op->received_at_us / 1000,
+                              .ttl_s = op->server->cfg->relay.directory_ttl_s};
+    return d;
+}
+
 /* Stores the authenticated activity; the answer comes from on_stored. */
 static void
 enqueue(struct st_ingress_op *op)
@@ -372,7 +389,9 @@ enqueue(struct st_ingress_op *op)
         op_refuse(op, rc, NULL);
         return;
     }
-    bg_queue_item item = {buf, buflen, op->act.conversation_id, op->act.id};
+    bg_directory_entry dir;
+    bg_queue_item item = {buf, buflen, op->act.conversation_id, op->act.id,
+                          directory_entry(op, &dir)};
     op->refs++;
     op->server->inflight++;
     op->mark_us = mono_us();
@@ -406,9 +425,12 @@ route(struct st_ingress_op *op)
 {
     const bg_config *cfg = op->server->cfg;
     if (bg_delivery_is_sync(op->act.type, op->act.delivery_mode, cfg->policy.sync_types.v,
-                            cfg->policy.sync_types.n))
+                            cfg->policy.sync_types.n)) {
+        bg_directory_entry dir;
+        if (directory_entry(op, &dir) != NULL)
+            bg_directory_touch(op->server->redis, cfg->redis.stream, &dir);
         proxy_sync(op);
-    else
+    } else
         enqueue(op);
 }
 

@@ -1,19 +1,26 @@
 #include "botgate/queue.h"
 #include "botgate/error.h"
 #include "botgate/log.h"
+#include "botgate/relay_directory.h"
 
 #include <openssl/evp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /*
  * The enqueue script. KEYS[1] is the stream; KEYS[2], when given, the de-duplication key
- * of (conversation id, activity id). ARGV: maxlen, TTL in seconds, the entry.
+ * of (conversation id, activity id); the last key, when ARGV holds more than 3 values, the
+ * conversation's directory entry (botgate/relay_directory.h). ARGV: maxlen, TTL in
+ * seconds, the entry; then, for the directory, its TTL, serviceUrl, channelId, tenant id
+ * and last-seen time (Unix ms).
  *
  * It runs atomically, so "seen before?" and "append" cannot be separated by a crash or
  * by a concurrent writer from another pod: either both the entry and its marker exist,
  * or neither. The marker holds the entry id, so a repeat answers with the original id.
+ * The directory is written first, whatever follows: the activity passed authentication,
+ * so its serviceUrl is the verified one even when the queue then refuses it.
  *
  * The stream is a queue, not a log: the dispatcher deletes what it has delivered. So its
  * length is the backlog, and redis.maxlen bounds it by refusing (503 queue_full, the
@@ -22,13 +29,20 @@
  * Returns {1, id} for a new entry, {0, id} for a repeat, {-1, ""} when full.
  */
 static const char enqueue_script[] =
-    "if #KEYS == 2 then\n"
+    "local nkeys = #KEYS\n"
+    "if #ARGV > 3 then\n"
+    "  redis.call('HSET', KEYS[nkeys], 'service_url', ARGV[5], 'channel_id', ARGV[6],\n"
+    "             'tenant_id', ARGV[7], 'last_seen_ms', ARGV[8])\n"
+    "  redis.call('EXPIRE', KEYS[nkeys], ARGV[4])\n"
+    "  nkeys = nkeys - 1\n"
+    "end\n"
+    "if nkeys == 2 then\n"
     "  local seen = redis.call('GET', KEYS[2])\n"
     "  if seen then return {0, seen} end\n"
     "end\n"
     "if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return {-1, ''} end\n"
     "local id = redis.call('XADD', KEYS[1], '*', 'entry', ARGV[3])\n"
-    "if #KEYS == 2 then redis.call('SET', KEYS[2], id, 'EX', ARGV[2]) end\n"
+    "if nkeys == 2 then redis.call('SET', KEYS[2], id, 'EX', ARGV[2]) end\n"
     "return {1, id}\n";
 
 struct bg_queue {
@@ -38,6 +52,7 @@ struct bg_queue {
     char ttl[16];
     char replicas[8];
     char wait_ms[16];
+    char dir_ttl[16]; /* relay.directory_ttl_s */
     int min_replicas;
     char sha[41];
 };
@@ -53,15 +68,30 @@ struct st_queue_put {
     size_t dedupe_len;
     char *entry;
     size_t entry_len;
+    /* the directory write, or dir_key NULL */
+    char *dir_key;
+    size_t dir_key_len;
+    char *dir_service_url, *dir_channel_id, *dir_tenant_id;
+    char dir_seen[24];
 };
+
+static void
+put_free(struct st_queue_put *put)
+{
+    free(put->dedupe_key);
+    free(put->entry);
+    free(put->dir_key);
+    free(put->dir_service_url);
+    free(put->dir_channel_id);
+    free(put->dir_tenant_id);
+    free(put);
+}
 
 static void
 put_finish(struct st_queue_put *put, int err)
 {
     put->cb(put->data, err, put->duplicate);
-    free(put->dedupe_key);
-    free(put->entry);
-    free(put);
+    put_free(put);
 }
 
 static void
@@ -126,16 +156,16 @@ static int
 send_script(struct st_queue_put *put, int use_eval)
 {
     bg_queue *q = put->queue;
-    int has_key = put->dedupe_key != NULL;
-    const char *argv[8];
-    size_t lens[8];
+    int has_key = put->dedupe_key != NULL, has_dir = put->dir_key != NULL;
+    const char *argv[15];
+    size_t lens[15];
     int n = 0;
     put->tried_eval |= use_eval;
     argv[n] = use_eval ? "EVAL" : "EVALSHA";
     lens[n++] = use_eval ? 4 : 7;
     argv[n] = use_eval ? enqueue_script : q->sha;
     lens[n++] = use_eval ? sizeof(enqueue_script) - 1 : 40;
-    argv[n] = has_key ? "2" : "1";
+    argv[n] = has_key && has_dir ? "3" : has_key || has_dir ? "2" : "1";
     lens[n++] = 1;
     argv[n] = q->stream;
     lens[n++] = strlen(q->stream);
@@ -143,12 +173,24 @@ send_script(struct st_queue_put *put, int use_eval)
         argv[n] = put->dedupe_key;
         lens[n++] = put->dedupe_len;
     }
+    if (has_dir) {
+        argv[n] = put->dir_key;
+        lens[n++] = put->dir_key_len;
+    }
     argv[n] = q->maxlen;
     lens[n++] = strlen(q->maxlen);
     argv[n] = q->ttl;
     lens[n++] = strlen(q->ttl);
     argv[n] = put->entry;
     lens[n++] = put->entry_len;
+    if (has_dir) {
+        const char *more[] = {q->dir_ttl, put->dir_service_url, put->dir_channel_id,
+                              put->dir_tenant_id, put->dir_seen};
+        for (int i = 0; i < 5; i++) {
+            argv[n] = more[i];
+            lens[n++] = strlen(more[i]);
+        }
+    }
     return bg_redis_command(q->redis, on_script_reply, put, n, argv, lens);
 }
 
@@ -191,12 +233,23 @@ bg_queue_put(bg_queue *q, const bg_queue_item *item, bg_queue_cb cb, void *data)
         if (put->dedupe_key == NULL)
             goto nomem;
     }
-    int rc = send_script(put, 0);
-    if (rc != 0) {
-        free(put->dedupe_key);
-        free(put->entry);
-        free(put);
+    const bg_directory_entry *d = item->directory;
+    if (d != NULL) {
+        bool ok = (put->dir_key =
+                       bg_directory_key(q->stream, d->conversation_id, &put->dir_key_len)) != NULL;
+        ok = ok && (put->dir_service_url = strdup(d->service_url)) != NULL;
+        ok = ok &&
+             (put->dir_channel_id = strdup(d->channel_id != NULL ? d->channel_id : "")) != NULL;
+        ok = ok && (put->dir_tenant_id = strdup(d->tenant_id != NULL ? d->tenant_id : "")) != NULL;
+        if (!ok) {
+            put_free(put);
+            return BG_ENOMEM;
+        }
+        snprintf(put->dir_seen, sizeof(put->dir_seen), "%lld", (long long)d->last_seen_ms);
     }
+    int rc = send_script(put, 0);
+    if (rc != 0)
+        put_free(put);
     return rc;
 nomem:
     free(put->entry);
@@ -289,6 +342,7 @@ bg_queue_new(bg_redis *redis, const bg_config *cfg)
     q->redis = redis;
     snprintf(q->maxlen, sizeof(q->maxlen), "%lld", cfg->redis.maxlen);
     snprintf(q->ttl, sizeof(q->ttl), "%d", cfg->redis.dedupe_ttl_s);
+    snprintf(q->dir_ttl, sizeof(q->dir_ttl), "%d", cfg->relay.directory_ttl_s);
     q->min_replicas = cfg->redis.min_replicas_ack;
     snprintf(q->replicas, sizeof(q->replicas), "%d", cfg->redis.min_replicas_ack);
     /* Half the command deadline, so that WAIT answers "too few" before the deadline

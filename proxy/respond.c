@@ -26,8 +26,12 @@ reason_phrase(int status)
         return "Unsupported Media Type";
     case 429:
         return "Too Many Requests";
+    case 502:
+        return "Bad Gateway";
     case 503:
         return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
     default:
         return "Internal Server Error";
     }

@@ -19,6 +19,7 @@
 #include "botgate/failures.h"
 #include "botgate/log.h"
 #include "botgate/tls_reload.h"
+#include "botgate/relay.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -134,32 +135,35 @@ open_listener(bg_server *s, const bg_listener_conf *lc, h2o_hostconf_t **hosts, 
     l->sock->data = l;
     h2o_socket_read_start(l->sock, on_accept);
     bg_log_info("server", "listening on %s://%s:%d%s", lc->tls ? "https" : "http", lc->address,
-                lc->port, hosts == s->admin_hosts ? " (admin: /metrics, /healthz, /readyz)" : "");
+                lc->port,
+                hosts == s->admin_hosts   ? " (admin: /metrics, /healthz, /readyz)"
+                : hosts == s->relay_hosts ? " (relay: /v3/conversations/...)"
+                                          : "");
     return 0;
 }
 
 /*
- * admin.listen: "ADDRESS:PORT" or "[IPV6]:PORT" (policy/config.c checked the form), a
- * plain-HTTP listener whose connections reach only the admin host. A port that cannot be
- * bound refuses the start, as for `listen`.
+ * admin.listen, relay.listen: "ADDRESS:PORT" or "[IPV6]:PORT" (policy/config.c checked the
+ * form), a plain-HTTP listener whose connections reach only its own host. A port that
+ * cannot be bound refuses the start, as for `listen`.
  */
 static int
-open_admin_listener(bg_server *s, char *err, size_t errlen)
+open_plain_listener(bg_server *s, const char *key, const char *v, h2o_hostconf_t **hosts, char *err,
+                    size_t errlen)
 {
-    const char *v = s->cfg->admin.listen;
     char host[128];
     const char *colon = strrchr(v, ':');
     size_t hlen = colon != NULL ? (size_t)(colon - v) : 0;
     if (hlen >= 2 && v[0] == '[' && v[hlen - 1] == ']')
         v++, hlen -= 2;
     if (colon == NULL || hlen == 0 || hlen >= sizeof(host)) {
-        snprintf(err, errlen, "admin.listen: %s: must be ADDRESS:PORT", s->cfg->admin.listen);
+        snprintf(err, errlen, "%s: %s: must be ADDRESS:PORT", key, v);
         return -1;
     }
     memcpy(host, v, hlen);
     host[hlen] = '\0';
     bg_listener_conf lc = {.address = host, .port = atoi(colon + 1), .tls = false};
-    return open_listener(s, &lc, s->admin_hosts, "admin.listen", err, errlen);
+    return open_listener(s, &lc, hosts, key, err, errlen);
 }
 
 /* Connections still in their TLS handshake are in neither list: each waits in the
@@ -196,7 +200,8 @@ run_while(bg_server *s, int (*cond)(bg_server *), uint64_t deadline_ms)
 static int
 has_inflight(bg_server *s)
 {
-    return s->inflight > 0 || (s->dispatcher != NULL && bg_dispatcher_in_flight(s->dispatcher) > 0);
+    return s->inflight > 0 || bg_relay_in_flight(s->relay) > 0 ||
+           (s->dispatcher != NULL && bg_dispatcher_in_flight(s->dispatcher) > 0);
 }
 
 static int
@@ -388,6 +393,17 @@ bg_server_run(const bg_config *cfg, bg_role role, const char *cert_file, const c
         bg_admin_count_requests(admin, s);
         s->admin_hosts[0] = admin;
     }
+    const char *relay_off = bg_relay_off_reason(cfg);
+    if (relay_off == NULL) {
+        h2o_hostconf_t *relay =
+            h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("relay")), 65535);
+        bg_relay_register(relay, s);
+        bg_early_errors_register(&relay->fallback_path);
+        bg_admin_count_requests(relay, s);
+        s->relay_hosts[0] = relay;
+    } else if (cfg->relay.listen[0] != '\0') {
+        bg_log_warn("server", "relay: not started on %s: %s", cfg->relay.listen, relay_off);
+    }
 
     s->loop = h2o_evloop_create();
     h2o_context_init(&s->ctx, s->loop, &s->globalconf);
@@ -430,6 +446,11 @@ bg_server_run(const bg_config *cfg, bg_role role, const char *cert_file, const c
         bg_log_error("server", "%s", err[0] != '\0' ? err : "out of memory");
         goto out;
     }
+    if (s->relay_hosts[0] != NULL && (s->relay = bg_relay_new(s, err, sizeof(err))) == NULL) {
+        bg_log_error("server", "%s", err);
+        status = 2; /* relay.token_url */
+        goto out;
+    }
     status = 1;
 
     for (size_t i = 0; i < cfg->n_listen; i++) {
@@ -439,7 +460,14 @@ bg_server_run(const bg_config *cfg, bg_role role, const char *cert_file, const c
             goto out;
         }
     }
-    if (s->admin_hosts[0] != NULL && open_admin_listener(s, err, sizeof(err)) != 0) {
+    if (s->admin_hosts[0] != NULL && open_plain_listener(s, "admin.listen", cfg->admin.listen,
+                                                         s->admin_hosts, err, sizeof(err)) != 0) {
+        bg_log_error("server", "%s", err);
+        status = 2;
+        goto out;
+    }
+    if (s->relay_hosts[0] != NULL && open_plain_listener(s, "relay.listen", cfg->relay.listen,
+                                                         s->relay_hosts, err, sizeof(err)) != 0) {
         bg_log_error("server", "%s", err);
         status = 2;
         goto out;
@@ -454,6 +482,8 @@ bg_server_run(const bg_config *cfg, bg_role role, const char *cert_file, const c
         bg_keys_start(s->keys);
     if (s->dispatcher != NULL)
         bg_dispatcher_start(s->dispatcher);
+    if (s->relay != NULL)
+        bg_relay_start(s->relay);
     print_try_line(cfg, cert_file);
     bg_log_info("server", "botgate %s ready; redis %s, stream %s", BOTGATE_VERSION,
                 bg_redis_target(s->redis), cfg->redis.stream);
@@ -477,7 +507,9 @@ out:
         h2o_socket_close(s->listeners[i].sock);
     s->n_listeners = 0;
     bg_ingress_cancel_sync(s); /* before the HTTP client goes */
-    bg_keys_free(s->keys);     /* requests waiting for keys get 503 */
+    bg_relay_free(s->relay);   /* calls in flight get 503; its token is dropped */
+    s->relay = NULL;
+    bg_keys_free(s->keys); /* requests waiting for keys get 503 */
     s->keys = NULL;
     if (s->dispatcher != NULL)
         bg_dispatcher_stop(s->dispatcher);

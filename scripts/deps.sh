@@ -9,7 +9,10 @@ packages=(
   libh2o-evloop-dev libssl-dev libcurl4-openssl-dev libmsgpack-dev libhiredis-dev
   libyaml-dev libjansson-dev
   libcmocka-dev redis-server openssl curl clang-format
+  nodejs # the relay's SDK client test (tests/relay-sdk/); npm below
 )
+# npm: Debian's package, unless a nodejs that bundles its own (NodeSource's) provides it.
+command -v npm >/dev/null || packages+=(npm)
 # Extra sets: `deps.sh bench` adds the benchmark's peers, `deps.sh fuzz` clang's fuzzers,
 # `deps.sh manifests` node and npm for tests/k8s/ (npm only when no npm is on PATH: a
 # nodejs from elsewhere brings its own, which Debian's npm package would conflict with),

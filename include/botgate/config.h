@@ -96,6 +96,11 @@ typedef struct bg_config {
         char *listen;
         char *token_url;
         char *scope;
+        bool allow_remote;     /* relay.listen may be a non-loopback address (with secret) */
+        char *secret;          /* callers present it as a Bearer token; "" = none (loopback) */
+        int directory_ttl_s;   /* conversation directory entries live this long after use */
+        int token_refresh_pct; /* a Connector token is refreshed at this % of its life */
+        int timeout_ms;        /* one call to the Connector, or to the token endpoint */
     } relay;
     struct {
         char *listen;

@@ -65,6 +65,14 @@ typedef enum bg_err {
     BG_ESHED_CONNECTIONS = -80, /* policy.max_connections: the connection is closed unanswered */
     BG_ESHED_WRITES = -81,      /* policy.max_inflight_writes */
     BG_ESHED_BODY = -82,        /* policy.max_inflight_body_bytes */
+    /* the relay (relay.c) */
+    BG_ERELAY_PATH = -110,         /* 400 bad_relay_path: ids the relay refuses to pass on */
+    BG_ERELAY_CONVERSATION = -111, /* 404 unknown_conversation: not in the directory */
+    BG_ERELAY_SECRET = -112,       /* 401 bad_relay_secret: relay.secret set, not presented */
+    BG_ERELAY_TOKEN = -113,        /* 502 connector_token_unavailable: no AAD token */
+    BG_ERELAY_UNREACHABLE = -114,  /* 502 connector_unreachable: no answer from the Connector */
+    BG_ERELAY_TIMEOUT = -115,      /* 504 connector_timeout: relay.timeout_ms passed */
+    BG_ERELAY_SERVICE_URL = -116,  /* 502 bad_service_url: the stored serviceUrl is unusable */
 } bg_err;
 
 /* The machine-readable name: "body_too_large". Never NULL. */

@@ -23,6 +23,9 @@ typedef struct bg_queue_item {
     size_t entry_len;
     const char *conversation_id; /* NUL-terminated; NULL = no de-duplication */
     const char *activity_id;     /* NUL-terminated; NULL = no de-duplication */
+    /* the conversation directory's entry, written by the same script; NULL = none (its
+     * ttl_s is ignored: relay.directory_ttl_s applies) */
+    const struct bg_directory_entry *directory;
 } bg_queue_item;
 
 /*

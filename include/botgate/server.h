@@ -7,6 +7,7 @@
  *   GET  /healthz        the process is alive (probes.c)
  *   GET  /readyz         Redis is reachable: 200, else 503 (probes.c)
  *   anything else        404 as a JSON error
+ * on the relay listener (relay.listen, plain HTTP) only the relay's routes (relay.h);
  * and on the admin listener (admin.listen, plain HTTP) only:
  *   GET  /metrics        Prometheus text format (admin.c); /healthz and /readyz as above,
  *                        and no /api/messages
@@ -41,6 +42,7 @@ typedef enum bg_route {
     BG_ROUTE_HEALTHZ,
     BG_ROUTE_READYZ,
     BG_ROUTE_METRICS,
+    BG_ROUTE_RELAY, /* anything on the relay listener (relay.c) */
     BG_ROUTE_OTHER,
     BG_ROUTE_COUNT,
 } bg_route;
@@ -70,6 +72,10 @@ typedef struct bg_server_metrics {
     bg_metric_series *attempts_ack, *attempts_retry, *attempts_dead;
     bg_metric_series *sync_answered, *sync_timeout, *sync_unreachable;
     bg_metric_series *tls_reload_ok, *tls_reload_failed;
+    /* the relay (relay.c) */
+    bg_metric_series *relay_seconds, *relay_attempts_answered, *relay_attempts_retry,
+        *relay_attempts_failed, *relay_token_ok, *relay_token_error, *relay_token_age,
+        *relay_token_expiry;
     /* gauges */
     bg_metric_series *up, *jwks_key_age, *redis_up, *queue_length, *queue_pending,
         *queue_oldest_pending, *deliveries_in_flight;
@@ -92,10 +98,12 @@ typedef struct bg_server {
     struct bg_listener {
         h2o_socket_t *sock;
         h2o_accept_ctx_t accept_ctx;
-    } listeners[BG_CONFIG_MAX_LISTENERS + 1]; /* + admin.listen */
+    } listeners[BG_CONFIG_MAX_LISTENERS + 2]; /* + admin.listen, relay.listen */
     /* Each listener serves one host: its connections see only that host's routes,
      * whatever Host or :authority a client sends (h2o picks among conn->hosts). */
     h2o_hostconf_t *public_hosts[2], *admin_hosts[2]; /* NULL-terminated */
+    h2o_hostconf_t *relay_hosts[2];                   /* relay.listen's (relay.h) */
+    struct bg_relay *relay;                           /* NULL when the relay is off */
     bg_redis *redis;
     bg_queue *queue;
     bg_http *http;                    /* outbound HTTP: keys, the bot */

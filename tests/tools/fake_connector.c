@@ -22,6 +22,10 @@
  *                                  member in the JWK; empty = an empty list
  *   emulator-keys/...              the same for the Emulator's (AAD's) key set
  *   down, slow_ms                  switches a test toggles at run time
+ *   token_down, token_error,       the token endpoint's switches (tests/tools/README.md)
+ *   token_expires_in, v3_statuses  and the /v3 routes' answers
+ *   token_requests.jsonl           one line per token request received
+ *   v3_requests.jsonl              one line per /v3/conversations/... request received
  *   ready                          written once listening: the port, then a newline
  */
 #include "cert.h"
@@ -30,6 +34,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -50,6 +55,7 @@
 #define PATH_CAP TOOL_PATH_CAP
 #define MAX_KEYS 64
 #define MAX_STATS_PATHS 256
+#define MAX_ISSUED 1024
 
 #define BF_ISSUER "https://api.botframework.com"
 /* The Emulator's tokens come from AAD, tenant botframework.com (botbuilder-js
@@ -341,8 +347,17 @@ typedef struct pending {
     uint64_t received_at;
 } pending;
 
+/* An access token the token endpoint issued, which the /v3 routes accept until expiry. */
+typedef struct issued_token {
+    char value[96];
+    int64_t expires_ms; /* wall clock */
+} issued_token;
+
 typedef struct server {
     tool_server base; /* the listener, the connections, the delay queue */
+    issued_token issued[MAX_ISSUED];
+    size_t n_issued; /* a ring: the oldest is overwritten */
+    unsigned long token_seq;
     SSL_CTX *ssl_ctx;
     stat_row stats[MAX_STATS_PATHS];
     size_t n_stats;
@@ -479,6 +494,220 @@ flush_pending(void)
     }
 }
 
+/* ---- the token endpoint and the Connector's /v3 routes ------------------------------------ */
+
+static int64_t
+wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Appends one JSON object and a newline to DIR/name (the record a test reads). */
+static void
+record_line(const char *name, json_t *doc)
+{
+    char path[PATH_CAP];
+    char *line = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (line == NULL)
+        return;
+    int fd =
+        open(tool_join(path, srv.base.dir, name), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        size_t n = strlen(line);
+        line[n] = '\n'; /* replaces the NUL: written with its length */
+        if (tool_write_all(fd, line, n + 1) != 0)
+            tool_log("append to %s: %s", name, strerror(errno));
+        close(fd);
+    }
+    free(line);
+}
+
+/* The value of form field `name` in an application/x-www-form-urlencoded body, decoded
+ * ('+' is a space), as a malloc'd string; NULL when absent. */
+static char *
+form_value(h2o_iovec_t body, const char *name)
+{
+    size_t nlen = strlen(name);
+    const char *p = body.base, *end = body.base + body.len;
+    while (p != NULL && p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *e = amp != NULL ? amp : end;
+        if ((size_t)(e - p) > nlen && memcmp(p, name, nlen) == 0 && p[nlen] == '=') {
+            const char *v = p + nlen + 1;
+            char *out = malloc((size_t)(e - v) + 1);
+            size_t n = 0;
+            if (out == NULL)
+                return NULL;
+            for (; v < e; v++) {
+                if (*v == '+') {
+                    out[n++] = ' ';
+                } else if (*v == '%' && e - v >= 3) {
+                    char hex[3] = {v[1], v[2], 0};
+                    out[n++] = (char)strtol(hex, NULL, 16);
+                    v += 2;
+                } else {
+                    out[n++] = *v;
+                }
+            }
+            out[n] = '\0';
+            return out;
+        }
+        p = amp != NULL ? amp + 1 : NULL;
+    }
+    return NULL;
+}
+
+/* A number from DIR/name, or def when the file is absent. */
+static long
+file_number(const char *name, long def)
+{
+    char path[PATH_CAP];
+    char *text = tool_read_file(tool_join(path, srv.base.dir, name), NULL, NULL);
+    long v = text != NULL ? atol(text) : def;
+    free(text);
+    return v;
+}
+
+/*
+ * POST /{tenant}/oauth2/v2.0/token: AAD's client-credentials grant. Answers (in this
+ * order) DIR/token_down: 503 temporarily_unavailable; DIR/token_error: 401 with the file
+ * as body; a form without grant_type=client_credentials, client_id, client_secret and
+ * scope: 400 invalid_request; else 200 with a fresh token valid DIR/token_expires_in s
+ * (default 3600). Every request is a line of DIR/token_requests.jsonl.
+ */
+static int
+token_endpoint(h2o_req_t *req, const char *tenant, size_t tenant_len, int *status, char **json)
+{
+    char path[PATH_CAP];
+    char *grant = form_value(req->entity, "grant_type");
+    char *client_id = form_value(req->entity, "client_id");
+    char *secret = form_value(req->entity, "client_secret");
+    char *scope = form_value(req->entity, "scope");
+    char token[96] = "";
+    long expires_in = file_number("token_expires_in", 3600);
+    char *err_body = tool_read_file(tool_join(path, srv.base.dir, "token_error"), NULL, NULL);
+    if (tool_exists(tool_join(path, srv.base.dir, "token_down"))) {
+        *status = 503;
+        *json = strdup("{\"error\":\"temporarily_unavailable\",\"error_description\":"
+                       "\"AADSTS50196: the token endpoint is down (token_down exists)\"}");
+    } else if (err_body != NULL) {
+        *status = 401;
+        *json = err_body;
+        err_body = NULL;
+    } else if (grant == NULL || strcmp(grant, "client_credentials") != 0 || client_id == NULL ||
+               client_id[0] == '\0' || secret == NULL || secret[0] == '\0' || scope == NULL ||
+               scope[0] == '\0') {
+        *status = 400;
+        *json = strdup("{\"error\":\"invalid_request\",\"error_description\":\"AADSTS900144: "
+                       "grant_type=client_credentials, client_id, client_secret and scope are "
+                       "required\"}");
+    } else {
+        unsigned char rnd[8] = {0};
+        if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+            memset(rnd, 0x5a, sizeof(rnd));
+        snprintf(token, sizeof(token), "fake-aad-%lu-%02x%02x%02x%02x%02x%02x%02x%02x",
+                 ++srv.token_seq, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+        issued_token *it = &srv.issued[srv.n_issued++ % MAX_ISSUED];
+        snprintf(it->value, sizeof(it->value), "%s", token);
+        it->expires_ms = wall_ms() + expires_in * 1000;
+        json_t *doc = json_pack("{s:s,s:I,s:I,s:s}", "token_type", "Bearer", "expires_in",
+                                (json_int_t)expires_in, "ext_expires_in", (json_int_t)expires_in,
+                                "access_token", token);
+        *status = 200;
+        *json = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+        json_decref(doc);
+    }
+    record_line("token_requests.jsonl",
+                json_pack("{s:s%,s:s?,s:s?,s:s?,s:s?,s:i,s:s,s:I}", "tenant", tenant, tenant_len,
+                          "grant_type", grant, "client_id", client_id, "client_secret", secret,
+                          "scope", scope, "status", *status, "access_token", token, "t_ms",
+                          (json_int_t)wall_ms()));
+    free(grant);
+    free(client_id);
+    free(secret);
+    free(scope);
+    free(err_body);
+    return 0;
+}
+
+/* "Authorization: Bearer <a token this server issued and that has not expired>". */
+static bool
+authorized(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (i < 0)
+        return false;
+    h2o_iovec_t v = req->headers.entries[i].value;
+    if (v.len <= 7 || memcmp(v.base, "Bearer ", 7) != 0)
+        return false;
+    int64_t now = wall_ms();
+    size_t n = srv.n_issued < MAX_ISSUED ? srv.n_issued : MAX_ISSUED;
+    for (size_t k = 0; k < n; k++)
+        if (h2o_memis(v.base + 7, v.len - 7, srv.issued[k].value, strlen(srv.issued[k].value)))
+            return now < srv.issued[k].expires_ms;
+    return false;
+}
+
+/* The next line of DIR/v3_statuses ("STATUS [RETRY-AFTER]"), consumed; the last one stays.
+ * 200 when there is no file. */
+static int
+next_v3_status(char *retry_after, size_t cap)
+{
+    char path[PATH_CAP];
+    size_t len = 0;
+    char *text = tool_read_file(tool_join(path, srv.base.dir, "v3_statuses"), &len, NULL);
+    retry_after[0] = '\0';
+    if (text == NULL)
+        return 200;
+    char *nl = strchr(text, '\n');
+    int status = atoi(text);
+    char *sp = strchr(text, ' ');
+    if (sp != NULL && (nl == NULL || sp < nl))
+        snprintf(retry_after, cap, "%.*s", (int)strcspn(sp + 1, "\n"), sp + 1);
+    if (nl != NULL && nl[1] != '\0')
+        tool_write_file_atomic(path, nl + 1, strlen(nl + 1), 0644);
+    free(text);
+    return status >= 100 && status <= 599 ? status : 200;
+}
+
+/*
+ * Any method on .../v3/conversations/...: the Connector's activity routes. Recorded in
+ * DIR/v3_requests.jsonl (method, raw path, Authorization, Content-Type, body, status);
+ * 401 without a token this server issued, else DIR/v3_statuses's next status (200 by
+ * default: {"id":"<activity id>"} like the Connector).
+ */
+static void
+v3_route(h2o_req_t *req, int *status, char **json, char *retry_after, size_t cap)
+{
+    ssize_t az = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    ssize_t ct = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (!authorized(req)) {
+        *status = 401;
+        *json = strdup("{\"message\":\"Authorization has been denied for this request.\"}");
+    } else {
+        *status = next_v3_status(retry_after, cap);
+        char id[64];
+        snprintf(id, sizeof(id), "1%012lu", (unsigned long)(wall_ms() % 1000000000000LL));
+        json_t *doc = *status < 300 ? json_pack("{s:s}", "id", id)
+                                    : json_pack("{s:{s:s,s:s}}", "error", "code", "ServiceError",
+                                                "message", "v3_statuses said so");
+        *json = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+        json_decref(doc);
+    }
+    record_line("v3_requests.jsonl",
+                json_pack("{s:s%,s:s%,s:s%,s:s%,s:s%,s:i,s:I}", "method", req->method.base,
+                          req->method.len, "path", req->input.path.base, req->input.path.len,
+                          "authorization", az >= 0 ? req->headers.entries[az].value.base : "",
+                          az >= 0 ? req->headers.entries[az].value.len : (size_t)0, "content_type",
+                          ct >= 0 ? req->headers.entries[ct].value.base : "",
+                          ct >= 0 ? req->headers.entries[ct].value.len : (size_t)0, "body",
+                          req->entity.base != NULL ? req->entity.base : "", req->entity.len,
+                          "status", *status, "t_ms", (json_int_t)wall_ms()));
+}
+
 static int
 on_req(h2o_handler_t *self, h2o_req_t *req)
 {
@@ -511,9 +740,21 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     int status = 200;
     char *json = NULL;
     const char *fixed = NULL;
+    const char *v3 = memmem(req->path.base, req->path.len, "/v3/conversations/", 18);
+    const char *tok =
+        memmem(req->path_normalized.base, req->path_normalized.len, "/oauth2/v2.0/token", 18);
+    char retry_after[32] = "";
     if (tool_exists(tool_join(path, srv.base.dir, "down"))) {
         status = 503;
         fixed = "{\"error\":\"down (the file down exists)\"}";
+    } else if (v3 != NULL) {
+        v3_route(req, &status, &json, retry_after, sizeof(retry_after));
+    } else if (is_post && tok != NULL && tok > req->path_normalized.base + 1 &&
+               tok + 18 == req->path_normalized.base + req->path_normalized.len &&
+               memchr(req->path_normalized.base + 1, '/',
+                      (size_t)(tok - req->path_normalized.base - 1)) == NULL) {
+        token_endpoint(req, req->path_normalized.base + 1,
+                       (size_t)(tok - req->path_normalized.base - 1), &status, &json);
     } else if (!is_get) {
         status = 405;
         fixed = "{\"error\":\"method not allowed\"}";
@@ -529,6 +770,9 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
         status = 404;
         fixed = "{\"error\":\"not found\"}";
     }
+    if (retry_after[0] != '\0')
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
+                       h2o_strdup(&req->pool, retry_after, SIZE_MAX).base, strlen(retry_after));
     if (status == 200 && json == NULL) {
         status = 500;
         fixed = "{\"error\":\"could not build the document\"}";

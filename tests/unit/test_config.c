@@ -99,9 +99,14 @@ dump(const bg_config *c, char *out, size_t len)
     put(out, len, "relay.listen=%s\n", c->relay.listen);
     put(out, len, "relay.token_url=%s\n", c->relay.token_url);
     put(out, len, "relay.scope=%s\n", c->relay.scope);
+    put(out, len, "relay.allow_remote=%d\n", c->relay.allow_remote);
+    put(out, len, "relay.directory_ttl_s=%d\n", c->relay.directory_ttl_s);
+    put(out, len, "relay.token_refresh_pct=%d\n", c->relay.token_refresh_pct);
+    put(out, len, "relay.timeout_ms=%d\n", c->relay.timeout_ms);
     put(out, len, "admin.listen=%s\n", c->admin.listen);
     put(out, len, "log.access=%s\n", c->log.access);
     put(out, len, "log.level=%s\n", c->log.level);
+    put(out, len, "log.access_sample_1_in=%d\n", c->log.access_sample_1_in);
     put(out, len, "shutdown_grace_s=%d\n", c->shutdown_grace_s);
 }
 
@@ -157,9 +162,14 @@ static const char defaults_dump[] =
     "relay.listen=127.0.0.1:3979\n"
     "relay.token_url=https://login.microsoftonline.com/botframework.com/oauth2/v2.0/token\n"
     "relay.scope=https://api.botframework.com/.default\n"
+    "relay.allow_remote=0\n"
+    "relay.directory_ttl_s=7776000\n"
+    "relay.token_refresh_pct=75\n"
+    "relay.timeout_ms=15000\n"
     "admin.listen=127.0.0.1:9090\n"
     "log.access=stdout\n"
     "log.level=info\n"
+    "log.access_sample_1_in=1\n"
     "shutdown_grace_s=25\n";
 
 /* Every key set to something other than its default, block style. */
@@ -232,11 +242,17 @@ static const char all_keys_block[] =
     "  listen: \"[::1]:4000\"\n"
     "  token_url: http://token.test/token\n"
     "  scope: api://bot/.default\n"
+    "  allow_remote: true\n"
+    "  secret: s3cret\n"
+    "  directory_ttl_s: 86400\n"
+    "  token_refresh_pct: 50\n"
+    "  timeout_ms: 5000\n"
     "admin:\n"
     "  listen: \"\"\n"
     "log:\n"
     "  access: /var/log/botgate.log\n"
     "  level: debug\n"
+    "  access_sample_1_in: 10\n"
     "shutdown_grace_s: 10\n";
 
 /* The same document in flow style. */
@@ -263,9 +279,10 @@ static const char all_keys_flow[] =
     "          answer_ping: false, max_connections: 100, max_inflight_writes: 50,\n"
     "          max_inflight_body_bytes: 1048576},\n"
     " relay: {listen: '[::1]:4000', token_url: 'http://token.test/token',\n"
-    "         scope: 'api://bot/.default'},\n"
+    "         scope: 'api://bot/.default', allow_remote: true, secret: s3cret,\n"
+    "         directory_ttl_s: 86400, token_refresh_pct: 50, timeout_ms: 5000},\n"
     " admin: {listen: ''},\n"
-    " log: {access: /var/log/botgate.log, level: debug},\n"
+    " log: {access: /var/log/botgate.log, level: debug, access_sample_1_in: 10},\n"
     " shutdown_grace_s: 10}\n";
 
 /* The same values again, as BOTGATE_* variables (the contract's names, written out). */
@@ -319,9 +336,15 @@ static char *const all_keys_env[] = {
     "BOTGATE_RELAY_LISTEN=[::1]:4000",
     "BOTGATE_RELAY_TOKEN_URL=http://token.test/token",
     "BOTGATE_RELAY_SCOPE=api://bot/.default",
+    "BOTGATE_RELAY_ALLOW_REMOTE=true",
+    "BOTGATE_RELAY_SECRET=s3cret",
+    "BOTGATE_RELAY_DIRECTORY_TTL_S=86400",
+    "BOTGATE_RELAY_TOKEN_REFRESH_PCT=50",
+    "BOTGATE_RELAY_TIMEOUT_MS=5000",
     "BOTGATE_ADMIN_LISTEN=",
     "BOTGATE_LOG_ACCESS=/var/log/botgate.log",
     "BOTGATE_LOG_LEVEL=debug",
+    "BOTGATE_LOG_ACCESS_SAMPLE_1_IN=10",
     "BOTGATE_SHUTDOWN_GRACE_S=10",
     NULL,
 };
@@ -367,7 +390,7 @@ assert_every_line_differs(const char *a, const char *b)
         lines++;
     }
     assert_int_equal(*a, *b);
-    assert_int_equal(lines, 53); /* every key in the table */
+    assert_int_equal(lines, 58); /* every key in the table */
 }
 
 /* ---- defaults ----------------------------------------------------------------------- */
@@ -520,9 +543,14 @@ test_env_overrides_every_file_key(void **state)
                               "token",
                               "BOTGATE_RELAY_SCOPE=https://api.botframework.com/"
                               ".default",
+                              "BOTGATE_RELAY_ALLOW_REMOTE=false",
+                              "BOTGATE_RELAY_DIRECTORY_TTL_S=7776000",
+                              "BOTGATE_RELAY_TOKEN_REFRESH_PCT=75",
+                              "BOTGATE_RELAY_TIMEOUT_MS=15000",
                               "BOTGATE_ADMIN_LISTEN=127.0.0.1:9090",
                               "BOTGATE_LOG_ACCESS=stdout",
                               "BOTGATE_LOG_LEVEL=info",
+                              "BOTGATE_LOG_ACCESS_SAMPLE_1_IN=1",
                               "BOTGATE_SHUTDOWN_GRACE_S=25",
                               NULL},
               both);
@@ -1156,6 +1184,22 @@ test_urls_and_addresses(void **state)
          {NULL},
          "t.yaml:1: ",
          "relay.listen: the host must be"},
+        {"relay: {listen: '0.0.0.0:3979'}\n",
+         {NULL},
+         "t.yaml:1: ",
+         "relay.listen: 0.0.0.0:3979 is not a loopback address"},
+        {"relay: {listen: '[::]:3979', secret: s3cret}\n",
+         {NULL},
+         "t.yaml:1: ",
+         "relay.listen: [::]:3979 is not a loopback address"},
+        {"relay: {listen: '10.0.0.1:3979', allow_remote: true}\n",
+         {NULL},
+         "t.yaml:1: ",
+         "relay.secret: must be set when relay.allow_remote is true"},
+        {NULL, {"BOTGATE_RELAY_LISTEN=0.0.0.0:3979", NULL}, "BOTGATE_RELAY_LISTEN: ", "loopback"},
+        {"relay: {token_refresh_pct: 95}\n", {NULL}, "t.yaml:1: ", "relay.token_refresh_pct"},
+        {"relay: {directory_ttl_s: 10}\n", {NULL}, "t.yaml:1: ", "relay.directory_ttl_s"},
+        {"relay: {timeout_ms: 0}\n", {NULL}, "t.yaml:1: ", "relay.timeout_ms"},
         {"admin: {listen: '::1:9090'}\n",
          {NULL},
          "t.yaml:1: ",

@@ -6,8 +6,8 @@
  * The contract under test (botgate/tls_reload.h): after SIGHUP with certificate B written
  * in place, new handshakes present B while the HTTP/2 connection opened under A keeps
  * working; a corrupt certificate, a key that does not match, or an expired certificate is
- * refused, logged, counted, and B stays; with tls.reload_check_s the change of the files alone is
- * enough.
+ * refused, logged, counted, and B stays; with tls.reload_check_s the change of the files
+ * alone is enough.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>

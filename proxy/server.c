@@ -33,17 +33,13 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <openssl/err.h>
 
-static volatile sig_atomic_t stop_signal, reload_signal;
+static volatile sig_atomic_t stop_signal;
 
 static void
 on_signal(int sig)
 {
-    if (sig == SIGHUP)
-        reload_signal = 1;
-    else
-        stop_signal = sig;
+    stop_signal = sig;
 }
 
 /* No SA_RESTART: the signal interrupts epoll_wait, and h2o_evloop_run returns. */
@@ -56,8 +52,8 @@ install_signals(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL); /* reload the certificate (tls_reload.h) */
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN); /* with a TLS listener, tls_reload.c takes it */
 }
 
 void
@@ -472,11 +468,12 @@ bg_server_run(const bg_config *cfg, bg_role role, const char *cert_file, const c
         status = 2;
         goto out;
     }
-    if (bg_tls_reload_start(s, cert_file, key_file, cfg->tls.reload_check_s) != 0) {
-        bg_log_error("server", "out of memory");
+    install_signals();
+    if (bg_tls_reload_start(s, cert_file, key_file, cfg->tls.reload_check_s, err, sizeof(err)) !=
+        0) {
+        bg_log_error("server", "%s", err);
         goto out;
     }
-    install_signals();
     bg_redis_start(s->redis);
     if (s->keys != NULL)
         bg_keys_start(s->keys);
@@ -492,10 +489,6 @@ bg_server_run(const bg_config *cfg, bg_role role, const char *cert_file, const c
         if (h2o_evloop_run(s->loop, INT32_MAX) != 0 && errno != EINTR) {
             bg_log_error("server", "event loop failed: %s", strerror(errno));
             goto out;
-        }
-        if (reload_signal) {
-            reload_signal = 0;
-            bg_tls_reload(s, "SIGHUP");
         }
     }
     drain_and_stop(s);

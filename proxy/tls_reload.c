@@ -21,11 +21,14 @@
 #include "botgate/timer.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
@@ -44,7 +47,13 @@ struct bg_tls_watch {
     struct st_stamp cert, key;
     int check_s; /* 0: no timer, SIGHUP only */
     bg_timer timer;
+    h2o_socket_t *hup; /* the pipe's read end, on the loop */
 };
+
+/* SIGHUP's self-pipe: the handler writes a byte, the loop reads it and reloads. A flag
+ * checked between two epoll_wait calls would miss a signal that lands just before the
+ * next wait, until some other event woke the loop. Signals are per process: one pipe. */
+static int hup_pipe[2] = {-1, -1};
 
 SSL_CTX *
 bg_tls_ctx_new(const char *cert_file, const char *key_file, char *err, size_t errlen)
@@ -166,6 +175,46 @@ bg_tls_reload(bg_server *s, const char *why)
 }
 
 static void
+on_sighup(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    ssize_t n = write(hup_pipe[1], "h", 1); /* full pipe: a reload is pending anyway */
+    (void)n;
+    errno = saved;
+}
+
+static void
+on_hup_readable(h2o_socket_t *sock, const char *err)
+{
+    bg_server *s = sock->data;
+    char buf[64];
+    while (read(hup_pipe[0], buf, sizeof(buf)) > 0)
+        ; /* one reload for any number of signals */
+    if (err == NULL)
+        bg_tls_reload(s, "SIGHUP");
+}
+
+static int
+take_sighup(bg_server *s, struct bg_tls_watch *w, char *err, size_t errlen)
+{
+    if (pipe2(hup_pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+        snprintf(err, errlen, "tls: cannot make SIGHUP's pipe: %s", strerror(errno));
+        return -1;
+    }
+    w->hup = h2o_evloop_socket_create(s->loop, hup_pipe[0], H2O_SOCKET_FLAG_DONT_READ);
+    w->hup->data = s;
+    h2o_socket_read_start(w->hup, on_hup_readable);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_sighup;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
+    return 0;
+}
+
+static void
 on_check(bg_timer *t)
 {
     bg_server *s = t->data;
@@ -179,7 +228,8 @@ on_check(bg_timer *t)
 }
 
 int
-bg_tls_reload_start(bg_server *s, const char *cert_file, const char *key_file, int check_s)
+bg_tls_reload_start(bg_server *s, const char *cert_file, const char *key_file, int check_s,
+                    char *err, size_t errlen)
 {
     if (s->ssl_ctx == NULL)
         return 0;
@@ -189,12 +239,18 @@ bg_tls_reload_start(bg_server *s, const char *cert_file, const char *key_file, i
         if (w != NULL)
             free(w->cert_file);
         free(w);
-        return BG_ENOMEM;
+        snprintf(err, errlen, "out of memory");
+        return -1;
     }
     stamp(cert_file, &w->cert);
     stamp(key_file, &w->key);
     w->check_s = check_s;
     s->tls_watch = w;
+    if (take_sighup(s, w, err, errlen) != 0) {
+        w->check_s = 0; /* no timer yet */
+        bg_tls_reload_stop(s);
+        return -1;
+    }
     if (check_s > 0) {
         bg_timer_init(&w->timer, s->loop, on_check, s);
         bg_timer_start(&w->timer, (uint64_t)check_s * 1000);
@@ -210,6 +266,12 @@ bg_tls_reload_stop(bg_server *s)
         return;
     if (w->check_s > 0)
         bg_timer_dispose(&w->timer);
+    if (w->hup != NULL) {
+        signal(SIGHUP, SIG_IGN);
+        h2o_socket_close(w->hup); /* closes the read end */
+        close(hup_pipe[1]);
+        hup_pipe[0] = hup_pipe[1] = -1;
+    }
     free(w->cert_file);
     free(w->key_file);
     free(w);

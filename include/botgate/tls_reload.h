@@ -28,18 +28,21 @@ struct bg_server;
  * with key_file. NULL with the failing key and OpenSSL's reason in err. */
 SSL_CTX *bg_tls_ctx_new(const char *cert_file, const char *key_file, char *err, size_t errlen);
 
-/* Once the listeners are open: remembers the files and, when check_s > 0, starts the
- * timer that watches them every check_s seconds. 0 or BG_ENOMEM. Nothing to do (returns
- * 0) when the server has no TLS listener. */
+/* Once the listeners are open and the signals installed: remembers the files, takes
+ * SIGHUP (a handler that writes to a pipe the loop watches, so that a signal is never
+ * missed between two waits) and, when check_s > 0, starts the timer that watches the
+ * files every check_s seconds. 0, or -1 with the reason in err. Nothing to do (returns 0)
+ * when the server has no TLS listener. */
 int bg_tls_reload_start(struct bg_server *server, const char *cert_file, const char *key_file,
-                        int check_s);
+                        int check_s, char *err, size_t errlen);
 
 /* Loads the files again and, when they are good, serves them to new connections. why
  * ("SIGHUP", "files changed") goes to the log. 0, or -1 when refused (the old
  * certificate stays). */
 int bg_tls_reload(struct bg_server *server, const char *why);
 
-/* Stops the watch and releases it; before the loop is destroyed. */
+/* Stops the watch, gives SIGHUP back (ignored) and releases it; before the loop is
+ * destroyed. */
 void bg_tls_reload_stop(struct bg_server *server);
 
 #endif

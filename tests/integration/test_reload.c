@@ -5,8 +5,9 @@
  *
  * The contract under test (botgate/tls_reload.h): after SIGHUP with certificate B written
  * in place, new handshakes present B while the HTTP/2 connection opened under A keeps
- * working; a corrupt certificate or a key that does not match is refused, logged, counted,
- * and B stays; with tls.reload_check_s the change of the files alone is enough.
+ * working; a corrupt certificate, a key that does not match, or an expired certificate is
+ * refused, logged, counted, and B stays; with tls.reload_check_s the change of the files
+ * alone is enough.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -34,11 +35,11 @@
 static bgt_env env;
 static bgt_redis redis;
 static bgt_botgate gate;
-/* Certificates A (30 days), B (90 days), C (30 days), made once. The served pair is laid
- * out as Kubernetes mounts a Secret: serving/tls.crt -> ..data/tls.crt, ..data -> ..vN,
- * and a new version is a new directory and one rename() of the ..data link. */
+/* Certificates A (30 days), B (90 days), C (30 days), X (expired), made once. The served pair is
+ * laid out as Kubernetes mounts a Secret: serving/tls.crt -> ..data/tls.crt, ..data -> ..vN, and a
+ * new version is a new directory and one rename() of the ..data link. */
 static char cert_a[BGT_PATH_MAX], key_a[BGT_PATH_MAX], cert_b[BGT_PATH_MAX], key_b[BGT_PATH_MAX],
-    cert_c[BGT_PATH_MAX], key_c[BGT_PATH_MAX];
+    cert_c[BGT_PATH_MAX], key_c[BGT_PATH_MAX], cert_x[BGT_PATH_MAX], key_x[BGT_PATH_MAX];
 static char serving_dir[BGT_PATH_MAX], serving_cert[BGT_PATH_MAX], serving_key[BGT_PATH_MAX];
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -256,12 +257,18 @@ test_sighup(void **state)
     assert_int_equal(kill(gate.pid, SIGHUP), 0);
     expect_log((const char *const[]){"certificate reload (SIGHUP) refused", "tls.key_file", NULL});
     assert_presents(port, cert_b);
+
+    /* a good pair that has expired (notAfter is its making's second): refused, B stays */
+    install_pair(cert_x, key_x);
+    assert_int_equal(kill(gate.pid, SIGHUP), 0);
+    expect_log((const char *const[]){"certificate reload (SIGHUP) refused", "has expired", NULL});
+    assert_presents(port, cert_b);
     assert_int_equal(h2_get(old, url, cert_a, &connects), 200);
     assert_int_equal(connects, 0);
     curl_easy_cleanup(old);
 
     assert_true(metric(admin, "botgate_tls_reloads_total", "result", "ok") == 1);
-    assert_true(metric(admin, "botgate_tls_reloads_total", "result", "failed") == 2);
+    assert_true(metric(admin, "botgate_tls_reloads_total", "result", "failed") == 3);
     assert_int_equal(bgt_botgate_stop(&gate), 0);
 }
 
@@ -335,6 +342,7 @@ main(void)
         bgt_tls_make_cert_ex(env.dir, "a-", 30, cert_a, key_a) != 0 ||
         bgt_tls_make_cert_ex(env.dir, "b-", 90, cert_b, key_b) != 0 ||
         bgt_tls_make_cert_ex(env.dir, "c-", 30, cert_c, key_c) != 0 ||
+        bgt_tls_make_cert_ex(env.dir, "expired-", 0, cert_x, key_x) != 0 ||
         bgt_redis_start(&redis, env.dir, "main", NULL) != 0;
     if (!failed)
         failed = cmocka_run_group_tests_name("reload", tests, NULL, NULL);

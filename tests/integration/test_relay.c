@@ -483,6 +483,21 @@ test_unknown_conversation(void **state)
     relay_call("GET", "/v3/conversations/x/activities", NULL, NULL, &resp);
     bgt_expect_error(&resp, 405, "method_not_allowed");
     bgt_http_resp_free(&resp);
+    /* bodies: the ingress's limit (policy.body_max_bytes, 256 KiB), JSON only */
+    size_t big_len = 300 * 1024;
+    char *big = malloc(big_len + 1);
+    memset(big, ' ', big_len);
+    big[0] = '{', big[big_len - 1] = '}', big[big_len] = '\0';
+    relay_call("POST", "/v3/conversations/never-seen-conv/activities", big, NULL, &resp);
+    assert_int_equal(resp.status, 413);
+    bgt_http_resp_free(&resp);
+    free(big);
+    const char *text[] = {"Content-Type: text/plain", NULL};
+    char url[256];
+    snprintf(url, sizeof(url), "%s/v3/conversations/never-seen-conv/activities", relay_base);
+    bgt_http_post(url, BGT_HTTP_1_1, NULL, text, "{}", 2, &resp);
+    bgt_expect_error(&resp, 415, "unsupported_media_type");
+    bgt_http_resp_free(&resp);
     assert_int_equal(count_records("v3_requests.jsonl"), 0);
     stop_gate();
 }

@@ -1123,8 +1123,7 @@ bgt_config_yaml(const bgt_botgate_conf *c)
         appendf(&b, "%s", c->redis_extra);
     if (c->state_dir != NULL)
         appendf(&b, "state_dir: \"%s\"\n", c->state_dir);
-    appendf(&b, "admin:\n  listen: \"%s\"\nrelay:\n%s",
-            c->admin_listen != NULL ? c->admin_listen : "",
+    appendf(&b, "admin:\n  listen: \"%s\"\nrelay:\n%s", c->admin != NULL ? c->admin : "",
             c->relay != NULL ? c->relay : "  listen: \"\"\n");
     appendf(&b, "log:\n  access: off\n  level: %s\n", c->log_level != NULL ? c->log_level : "info");
     if (c->extra != NULL)

@@ -161,7 +161,7 @@ start_gate_with(const char *name, const char *relay_more, const char *auth_more)
                           .redis_url = redis.url,
                           .state_dir = state_dir,
                           .relay = relay,
-                          .admin_listen = admin,
+                          .admin = admin,
                           .extra = extra};
     char base[64];
     snprintf(base, sizeof(base), "http://127.0.0.1:%d", plain_port);

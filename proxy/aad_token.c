@@ -45,6 +45,7 @@ struct bg_relay_token {
     char *form; /* the request body: holds the secret; freed zeroed */
     size_t form_len;
     const char *secret; /* cfg's: kept out of every message */
+    const char *scope;  /* cfg's */
     int refresh_pct;
     long timeout_ms;
     char *token;
@@ -245,6 +246,7 @@ bg_relay_token_new(h2o_loop_t *loop, bg_http *http, const bg_config *cfg, char *
     t->loop = loop;
     t->http = http;
     t->secret = cfg->auth.app_password;
+    t->scope = cfg->relay.scope;
     t->refresh_pct = cfg->relay.token_refresh_pct;
     t->timeout_ms = cfg->relay.timeout_ms;
     t->backoff_ms = BACKOFF_INITIAL_MS;
@@ -262,8 +264,7 @@ bg_relay_token_set_failures(bg_relay_token *t, struct bg_failures *failures)
 void
 bg_relay_token_start(bg_relay_token *t)
 {
-    bg_log_info("relay", "Connector tokens from %s (scope %s)", t->url,
-                strstr(t->form, "scope=") + 6);
+    bg_log_info("relay", "Connector tokens from %s (scope %s)", t->url, t->scope);
     fetch(t);
 }
 

@@ -225,9 +225,12 @@ bg_access_request_level(const char *route, int status)
 bg_log_level
 bg_access_delivery_level(const char *outcome)
 {
-    if (outcome != NULL && strcmp(outcome, "dead") == 0)
+    if (outcome == NULL)
+        return BG_LOG_INFO;
+    if (strcmp(outcome, "dead") == 0 || strcmp(outcome, "failed") == 0)
         return BG_LOG_ERROR;
-    if (outcome != NULL && strcmp(outcome, "retry") == 0)
+    if (strcmp(outcome, "retry") == 0 || strcmp(outcome, "rejected") == 0 ||
+        strcmp(outcome, "abandoned") == 0)
         return BG_LOG_WARN;
     return BG_LOG_INFO;
 }
@@ -312,8 +315,10 @@ bg_access_log_delivery(bg_access_log *log, const bg_access_delivery *d)
         return;
     char buf[BG_ACCESS_LOG_LINE];
     bg_jsonw w;
-    begin_line(&w, buf, level, "delivery");
+    begin_line(&w, buf, level, d->kind != NULL ? d->kind : "delivery");
     put_slice(&w, "request_id", d->request_id);
+    bg_jsonw_cstr(&w, "operation", d->operation);
+    bg_jsonw_cstr(&w, "target", d->target);
     bg_jsonw_cstr(&w, "entry_id", d->entry_id);
     put_slice(&w, "activity_id", d->activity_id);
     put_slice(&w, "activity_type", d->activity_type);

@@ -20,6 +20,7 @@
  * the directory lookup, which cannot be cancelled, holds a reference of its own.
  */
 #include "botgate/relay.h"
+#include "botgate/access_log.h"
 #include "botgate/error.h"
 #include "botgate/failure.h"
 #include "botgate/failures.h"
@@ -146,6 +147,32 @@ relay_call_done(struct st_relay_op *op, int status, const bg_http_result *res)
     bg_log_debug("relay", "%s %s: %d after %d retries (%.1f ms)", bg_relay_op_name(op->path.op),
                  op->url != NULL ? op->url : "-", status, op->attempt,
                  res != NULL ? (double)res->total_us / 1000.0 : 0.0);
+    bg_access_log *log = op->relay->server->access_log;
+    if (log == NULL)
+        return;
+    const char *act = op->path.activity_id;
+    bg_access_delivery a = {
+        .kind = "relay",
+        .operation = bg_relay_op_name(op->path.op),
+        .target = op->url,
+        .request_id = {op->request_id, strlen(op->request_id)},
+        .conversation_id = {op->path.conversation_id, strlen(op->path.conversation_id)},
+        .activity_id = {act[0] != '\0' ? act : NULL, strlen(act)},
+        .attempt = res != NULL ? op->attempt + 1 : op->attempt,
+        .status = status,
+        .outcome = status == 0                     ? "abandoned"
+                   : status >= 200 && status < 300 ? "answered"
+                   : status >= 400 && status < 500 ? "rejected"
+                                                   : "failed",
+        .error = res != NULL && res->curl_code != CURLE_OK ? res->error : NULL,
+        .queue_wait_us = -1,
+        .connect_us = res != NULL ? res->connect_us : -1,
+        .tls_us = res != NULL ? res->tls_us : -1,
+        .first_byte_us = res != NULL ? res->first_byte_us : -1,
+        .total_us = res != NULL ? res->total_us : -1,
+        .e2e_us = -1,
+        .retry_in_ms = -1};
+    bg_access_log_delivery(log, &a);
 }
 
 static void

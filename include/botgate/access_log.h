@@ -70,14 +70,19 @@ typedef struct bg_access_request {
     int64_t headers_us, body_us, keys_wait_us, auth_us, enqueue_us, bot_us, total_us;
 } bg_access_request;
 
-/* The activity's fields are slices of the stored entry (entry.h): not NUL-terminated. */
+/* A delivery attempt, or (kind "relay") a relay call to the Connector. The activity's
+ * fields are slices (of the stored entry, entry.h): not NUL-terminated. */
 typedef struct bg_access_delivery {
-    bg_slice request_id;  /* the ingress request's: joins the two kinds of line */
-    const char *entry_id; /* the stream entry */
+    const char *kind;      /* NULL: "delivery"; "relay" */
+    const char *operation; /* relay: send | reply | update | delete */
+    const char *target;    /* relay: the Connector URL called */
+    bg_slice request_id;   /* the ingress request's: joins the two kinds of line */
+    const char *entry_id;  /* the stream entry */
     bg_slice activity_id, activity_type, channel_id, conversation_id;
     int attempt;         /* 1 for the first; 0: settled without an attempt */
     long status;         /* the bot's HTTP status; 0: no answer */
-    const char *outcome; /* delivered | retry | dead */
+    const char *outcome; /* delivered | retry | dead; relay: answered | rejected (4xx) | failed |
+                            abandoned (the caller left) */
     const char *reason;  /* failure class (failure.h), or the dead-letter reason */
     const char *error;   /* libcurl's error text for a transport failure */
     int64_t queue_wait_us, connect_us, tls_us, first_byte_us, total_us, e2e_us, retry_in_ms;

@@ -1108,8 +1108,7 @@ bgt_config_yaml(const bgt_botgate_conf *c)
         appendf(&b, "%s", c->redis_extra);
     if (c->state_dir != NULL)
         appendf(&b, "state_dir: \"%s\"\n", c->state_dir);
-    appendf(&b, "admin:\n  listen: \"%s\"\nrelay:\n%s",
-            c->admin_listen != NULL ? c->admin_listen : "",
+    appendf(&b, "admin:\n  listen: \"%s\"\nrelay:\n%s", c->admin != NULL ? c->admin : "",
             c->relay != NULL ? c->relay : "  listen: \"\"\n");
     appendf(&b, "log:\n  access: \"%s\"\n  level: %s\n%s",
             c->log_access != NULL ? c->log_access : "off",

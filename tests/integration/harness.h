@@ -280,13 +280,13 @@ typedef struct bgt_botgate_conf {
     const char *redis_url; /* "" = botgate's private redis-server */
     int redis_timeout_ms;  /* 0 = 2000 */
     const char *state_dir;
-    const char *log_level;    /* NULL = info */
-    const char *log_access;   /* log.access; NULL = off */
-    const char *log_extra;    /* more "key: value" lines inside log:, already indented */
-    const char *redis_extra;  /* more "key: value" lines inside redis:, already indented */
-    const char *relay;        /* the lines inside relay:, indented; NULL = listen: "" (off) */
-    const char *admin_listen; /* admin.listen; NULL = "" (off) */
-    const char *extra;        /* more top-level YAML appended verbatim (policy:, auth:, ...) */
+    const char *log_level;   /* NULL = info */
+    const char *log_access;  /* log.access; NULL = off */
+    const char *log_extra;   /* more "key: value" lines inside log:, already indented */
+    const char *redis_extra; /* more "key: value" lines inside redis:, already indented */
+    const char *relay;       /* the lines inside relay:, indented; NULL = listen: "" (off) */
+    const char *admin;       /* admin.listen; NULL = "" (off) */
+    const char *extra;       /* more top-level YAML appended verbatim (policy:, auth:, ...) */
 } bgt_botgate_conf;
 
 /* Renders c as YAML (block style) into a malloc'd string. */

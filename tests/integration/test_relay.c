@@ -63,13 +63,13 @@ static char relay_base[64];
 
 /* ---- the Connector's records ------------------------------------------------------------ */
 
-/* Every line of conn_dir/name as a JSON array (empty when there is no file). */
+/* Every line of dir/name as a JSON array (empty when there is no file). */
 static json_t *
-records(const char *name)
+records_in(const char *dir, const char *name)
 {
     char path[BGT_PATH_MAX];
     json_t *all = json_array();
-    char *text = bgt_read_file(bgt_path(path, sizeof(path), conn_dir, name), NULL);
+    char *text = bgt_read_file(bgt_path(path, sizeof(path), dir, name), NULL);
     for (char *line = text, *nl; line != NULL && *line != '\0'; line = nl + 1) {
         nl = strchr(line, '\n');
         if (nl == NULL)
@@ -81,6 +81,13 @@ records(const char *name)
     }
     free(text);
     return all;
+}
+
+/* The Connector's records: conn_dir/name. */
+static json_t *
+records(const char *name)
+{
+    return records_in(conn_dir, name);
 }
 
 static size_t
@@ -140,8 +147,9 @@ set_switch(const char *name, const char *content)
 static void
 start_gate_with(const char *name, const char *relay_more, const char *auth_more)
 {
-    char state_dir[BGT_PATH_MAX], health[128], relay[1024], more_auth[512];
+    char state_dir[BGT_PATH_MAX], health[128], relay[1024], more_auth[512], access[BGT_PATH_MAX];
     bgt_pathf(state_dir, sizeof(state_dir), env.dir, "state-%s", name);
+    bgt_pathf(access, sizeof(access), env.dir, "access-%s.log", name);
     mkdir(state_dir, 0700);
     snprintf(more_auth, sizeof(more_auth), "  app_password: \"%s\"\n%s", APP_SECRET,
              auth_more != NULL ? auth_more : "");
@@ -161,7 +169,8 @@ start_gate_with(const char *name, const char *relay_more, const char *auth_more)
                           .redis_url = redis.url,
                           .state_dir = state_dir,
                           .relay = relay,
-                          .admin_listen = admin,
+                          .admin = admin,
+                          .log_access = access,
                           .extra = extra};
     char base[64];
     snprintf(base, sizeof(base), "http://127.0.0.1:%d", plain_port);
@@ -463,6 +472,37 @@ test_reply_reaches_connector(void **state)
     assert_true(metric("botgate_relay_token_expiry_seconds", NULL, NULL, NULL, NULL) > 3000);
     assert_true(metric("botgate_relay_seconds_count", NULL, NULL, NULL, NULL) == 9);
     stop_gate();
+
+    /* the access log: one relay line a call, with what was called and how long it took;
+     * neither the Connector token nor the app's secret */
+    all = records_in(env.dir, "access-reply.log");
+    size_t n_relay = 0;
+    json_t *first = NULL;
+    for (size_t i = 0; i < json_array_size(all); i++) {
+        json_t *line = json_array_get(all, i);
+        if (strcmp(field(line, "kind"), "relay") == 0 && n_relay++ == 0)
+            first = line;
+    }
+    assert_int_equal(n_relay, 9);
+    assert_string_equal(field(first, "operation"), "reply");
+    assert_string_equal(field(first, "conversation_id"), CONV);
+    assert_string_equal(field(first, "activity_id"), "act-1");
+    assert_string_equal(field(first, "outcome"), "answered");
+    assert_string_equal(field(first, "level"), "info");
+    assert_int_equal(json_integer_value(json_object_get(first, "status")), 200);
+    assert_int_equal(json_integer_value(json_object_get(first, "attempt")), 1);
+    assert_non_null(strstr(field(first, "target"), "/teams/v3/conversations/" CONV_ENC));
+    assert_true(json_integer_value(json_object_get(first, "total_us")) > 0);
+    json_decref(all);
+    char path[BGT_PATH_MAX];
+    char *text = bgt_read_file(bgt_path(path, sizeof(path), env.dir, "access-reply.log"), NULL);
+    assert_non_null(text);
+    assert_null(strstr(text, APP_SECRET));
+    all = records("v3_requests.jsonl");
+    const char *bearer = field(json_array_get(all, 0), "authorization");
+    assert_null(strstr(text, bearer + strlen("Bearer ")));
+    json_decref(all);
+    free(text);
 }
 
 static void
@@ -482,6 +522,21 @@ test_unknown_conversation(void **state)
     bgt_http_resp_free(&resp);
     relay_call("GET", "/v3/conversations/x/activities", NULL, NULL, &resp);
     bgt_expect_error(&resp, 405, "method_not_allowed");
+    bgt_http_resp_free(&resp);
+    /* bodies: the ingress's limit (policy.body_max_bytes, 256 KiB), JSON only */
+    size_t big_len = 300 * 1024;
+    char *big = malloc(big_len + 1);
+    memset(big, ' ', big_len);
+    big[0] = '{', big[big_len - 1] = '}', big[big_len] = '\0';
+    relay_call("POST", "/v3/conversations/never-seen-conv/activities", big, NULL, &resp);
+    assert_int_equal(resp.status, 413);
+    bgt_http_resp_free(&resp);
+    free(big);
+    const char *text[] = {"Content-Type: text/plain", NULL};
+    char url[256];
+    snprintf(url, sizeof(url), "%s/v3/conversations/never-seen-conv/activities", relay_base);
+    bgt_http_post(url, BGT_HTTP_1_1, NULL, text, "{}", 2, &resp);
+    bgt_expect_error(&resp, 415, "unsupported_media_type");
     bgt_http_resp_free(&resp);
     assert_int_equal(count_records("v3_requests.jsonl"), 0);
     stop_gate();

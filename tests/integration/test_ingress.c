@@ -219,8 +219,9 @@ group_setup(void **state)
                           .state_dir = state_dir,
                           .extra = "policy:\n  body_max_bytes: 4096\n"};
     char *yaml = bgt_config_yaml(&c);
+    /* /readyz: Redis connected, so that the first POST is not a 503 on a loaded machine */
     int rc = bgt_botgate_start(&gate, env.dir, "main", yaml,
-                               bgt_url(health, sizeof(health), https_base, "/healthz"), cert);
+                               bgt_url(health, sizeof(health), https_base, "/readyz"), cert);
     free(yaml);
     return rc;
 }

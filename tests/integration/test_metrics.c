@@ -659,7 +659,7 @@ test_delivery_metrics(void **state)
     char *yaml = with_admin(bgt_config_yaml(&c), admin);
     bgt_botgate_role = NULL; /* ingress and dispatcher */
     int rc = bgt_botgate_start(&local_gate, env.dir, "delivery", yaml,
-                               bgt_url(health, sizeof(health), base, "/healthz"), NULL);
+                               bgt_url(health, sizeof(health), base, "/readyz"), NULL);
     free(yaml);
     assert_int_equal(rc, 0);
 

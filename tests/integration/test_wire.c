@@ -840,7 +840,7 @@ main(void)
                               .redis_url = redis.url,
                               .redis_extra = "  stream: \"" STREAM "\"\n",
                               .extra = extra};
-        bgt_url(health, sizeof(health), https_base, "/healthz");
+        bgt_url(health, sizeof(health), https_base, "/readyz");
         bgt_botgate_role = "ingress";
         char *yaml = bgt_config_yaml(&c);
         if (bgt_botgate_start(&gate, env.dir, "wire", yaml, health, cert) == 0) {

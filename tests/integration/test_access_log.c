@@ -100,6 +100,21 @@ find_line(json_t *lines, const char *kind, const char *key, const char *value, i
     return NULL;
 }
 
+/* How many lines are of route messages: the harness's /readyz polls at start may add a
+ * warn line (a 503 while Redis connects) that is no business of these counts. */
+static size_t
+count_messages(json_t *lines)
+{
+    size_t i, n = 0;
+    json_t *line;
+    json_array_foreach(lines, i, line)
+    {
+        const char *route = str_of(line, "route");
+        n += route != NULL && strcmp(route, "messages") == 0;
+    }
+    return n;
+}
+
 /* Polls path until find_line(kind, key, value, n) exists; returns all the lines read
  * (the caller frees them) with *line set. */
 static json_t *
@@ -464,7 +479,7 @@ test_level(void **state)
     assert_int_equal(post_as(at, NULL, "text/plain", NULL, body, rid_bad), 415);
     json_t *line, *lines = wait_line(path, "request", "request_id", rid_bad, 0, &line);
     assert_null(find_line(lines, "request", "request_id", rid_ok, 0));
-    assert_int_equal(json_array_size(lines), 1);
+    assert_int_equal(count_messages(lines), 1);
     json_decref(lines);
     free(body);
     assert_int_equal(bgt_botgate_stop(&local_gate), 0);
@@ -502,7 +517,7 @@ test_sampling(void **state)
         if (logged != sampled(ids[i], 3))
             fail_msg("request %s: logged %d, sampled %d", ids[i], logged, sampled(ids[i], 3));
     }
-    assert_int_equal(json_array_size(lines), (size_t)kept + 1);
+    assert_int_equal(count_messages(lines), (size_t)kept + 1);
     assert_true(kept > 0 && kept < 30); /* the ids above do split */
     json_decref(lines);
     assert_int_equal(bgt_botgate_stop(&local_gate), 0);
@@ -536,12 +551,14 @@ test_stalled_destination(void **state)
     char *buf = malloc(cap);
     int64_t deadline = bgt_mono_ms() + 20000;
     while (got < N && bgt_mono_ms() < deadline) {
-        ssize_t n = read(rd, buf + len, cap - len);
+        ssize_t n = read(rd, buf + len, cap - 1 - len);
         if (n > 0) {
-            for (ssize_t i = 0; i < n; i++)
-                got += buf[len + (size_t)i] == '\n';
             len += (size_t)n;
-            assert_true(len < cap);
+            assert_true(len < cap - 1);
+            buf[len] = '\0';
+            got = 0;
+            for (const char *p = buf; (p = strstr(p, "\"status\":202")) != NULL; p++)
+                got++;
         } else {
             assert_true(n == 0 || errno == EAGAIN);
             bgt_sleep_ms(20);
@@ -549,14 +566,20 @@ test_stalled_destination(void **state)
     }
     assert_int_equal(got, N);
     buf[len] = '\0';
+    size_t accepted = 0;
     for (char *p = buf, *nl; (nl = strchr(p, '\n')) != NULL; p = nl + 1) {
         json_error_t err;
         json_t *v = json_loadb(p, (size_t)(nl - p), 0, &err);
         if (v == NULL)
             fail_msg("not JSON: %.*s", (int)(nl - p), p);
-        assert_int_equal(json_integer_value(json_object_get(v, "status")), 202);
+        const char *route = json_string_value(json_object_get(v, "route"));
+        if (route != NULL && strcmp(route, "messages") == 0) {
+            assert_int_equal(json_integer_value(json_object_get(v, "status")), 202);
+            accepted++;
+        }
         json_decref(v);
     }
+    assert_int_equal(accepted, N);
     free(buf);
     assert_int_equal(bgt_botgate_stop(&local_gate), 0);
     close(rd);

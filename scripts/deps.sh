@@ -13,7 +13,11 @@ packages=(
 # Extra sets: `deps.sh bench` adds the benchmark's peers, `deps.sh fuzz` clang's fuzzers.
 for set in "$@"; do
   case "$set" in
-    bench) packages+=(nginx-light wrk) ;;
+    # npm: its own package in Debian, part of the nodejs package in NodeSource's builds.
+    bench)
+      packages+=(nginx-light wrk nodejs linux-perf valgrind)
+      command -v npm >/dev/null || packages+=(npm)
+      ;;
     fuzz) packages+=(clang-14 libclang-rt-14-dev) ;;
     *) echo "deps.sh: unknown set '$set' (known: bench, fuzz)" >&2; exit 2 ;;
   esac

@@ -15,7 +15,7 @@ for set in "$@"; do
   case "$set" in
     # npm: its own package in Debian, part of the nodejs package in NodeSource's builds.
     bench)
-      packages+=(nginx-light wrk nodejs linux-perf valgrind)
+      packages+=(nginx-light wrk nodejs linux-perf)
       command -v npm >/dev/null || packages+=(npm)
       ;;
     fuzz) packages+=(clang-14 libclang-rt-14-dev) ;;

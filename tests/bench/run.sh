@@ -27,7 +27,10 @@
 #
 # Knobs (environment): BENCH_SECONDS (15), BENCH_WARMUP (3), BENCH_ROUNDS (3),
 # BENCH_FSYNC (always), BENCH_CONNECTIONS (32), BENCH_TARGETS ("nginx botgate auth sdk idle"),
-# BENCH_IDLE_CONNS (1000), BENCH_IDLE_PING_S (5),
+# BENCH_IDLE_CONNS (1000), BENCH_IDLE_PING_S (5), BENCH_PROFILE (0; 1: perf record
+# the first round's BENCH_PROFILE_ROW run, "botgate tls auth-reused", at BENCH_PROFILE_FREQ
+# (999) Hz with DWARF call graphs, botgate and Redis; the breakdown by part of the request
+# path, from tests/bench/profile.awk, goes to results/profile-<date>.md and results/profile.md),
 # BOTGATE_BIN (build/botgate), FAKE_CONNECTOR_BIN (build/tests/fake_connector),
 # BENCH_FRESH_MARGIN (1.5), BENCH_PORT_BASE (28400), BENCH_KEEP (0: keep the temp dir).
 set -euo pipefail
@@ -44,6 +47,9 @@ CONNS=${BENCH_CONNECTIONS:-32}
 TARGETS=${BENCH_TARGETS:-nginx botgate auth sdk idle}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
 IDLE_PING_S=${BENCH_IDLE_PING_S:-5}
+PROFILE=${BENCH_PROFILE:-0}
+PROFILE_ROW=${BENCH_PROFILE_ROW:-botgate tls auth-reused}
+PROFILE_FREQ=${BENCH_PROFILE_FREQ:-999}
 BIN=${BOTGATE_BIN:-$ROOT/build/botgate}
 FC=${FAKE_CONNECTOR_BIN:-$ROOT/build/tests/fake_connector}
 FRESH_MARGIN=${BENCH_FRESH_MARGIN:-1.5}
@@ -54,6 +60,7 @@ STREAM=botgate:activities
 COMMAND="BENCH_SECONDS=$SECS BENCH_WARMUP=$WARMUP BENCH_ROUNDS=$ROUNDS BENCH_FSYNC=$FSYNC"
 COMMAND+=" BENCH_CONNECTIONS=$CONNS BENCH_TARGETS=\"$TARGETS\""
 [[ " $TARGETS " == *" idle "* ]] && COMMAND+=" BENCH_IDLE_CONNS=$IDLE_CONNS BENCH_IDLE_PING_S=$IDLE_PING_S"
+[[ $PROFILE == 1 ]] && COMMAND+=" BENCH_PROFILE=1 BENCH_PROFILE_ROW=\"$PROFILE_ROW\" BENCH_PROFILE_FREQ=$PROFILE_FREQ"
 [[ -n ${BENCH_FRESH_MARGIN:-} ]] && COMMAND+=" BENCH_FRESH_MARGIN=$FRESH_MARGIN"
 COMMAND+=" bash tests/bench/run.sh"
 
@@ -69,6 +76,8 @@ int_in BENCH_CONNECTIONS "$CONNS" 1 1000
 int_in BENCH_PORT_BASE "$PORT_BASE" 1024 64000
 int_in BENCH_IDLE_CONNS "$IDLE_CONNS" 1 20000
 int_in BENCH_IDLE_PING_S "$IDLE_PING_S" 0 9
+int_in BENCH_PROFILE "$PROFILE" 0 1
+int_in BENCH_PROFILE_FREQ "$PROFILE_FREQ" 10 20000
 case $FSYNC in always | everysec | no) ;; *) die "BENCH_FSYNC=$FSYNC: want always, everysec or no" ;; esac
 if ! [[ $FRESH_MARGIN =~ ^[0-9]+(\.[0-9]+)?$ ]] || ! awk -v m="$FRESH_MARGIN" 'BEGIN {exit !(m >= 1 && m <= 10)}'; then
   die "BENCH_FRESH_MARGIN=$FRESH_MARGIN: want a number in [1, 10]"
@@ -101,6 +110,10 @@ if ((want_botgate)); then
   [[ -x $BIN ]] || die "$BIN not found or not executable: build it first ('make build', or 'cmake -S . -B build && cmake --build build'), or set BOTGATE_BIN; BENCH_TARGETS=nginx runs the nginx half alone"
 fi
 if ((want_idle)); then need_tools cc; fi
+if ((PROFILE)); then
+  need_tools perf nm
+  [[ $PROFILE_ROW == botgate\ * || $PROFILE_ROW == sdk\ * ]] || die "BENCH_PROFILE_ROW=$PROFILE_ROW: want a botgate or sdk row of the table"
+fi
 if ((want_sdk)); then
   need_tools node npm
   # botframework-connector's dependencies (@azure/identity, @azure/core-rest-pipeline) want Node.js 20.
@@ -443,6 +456,8 @@ RUNS=$TMP/runs.tsv
 # request, 17 machine CPU %, 18 server CPU µs/req, 19 req/s per core the server used,
 # 20 tokens, 21 valid (0: an auth-fresh run that ran out of tokens; left out of the medians),
 # 22 Redis peak RSS kB during the run, 23 idle connections (open at the end/opened, reopened).
+PROFILED=0 # 1: the profiled run's perf.data is written; 2: its CPU per request noted
+IDLE_KB_PER_CONN="" # server RSS added per idle connection (the last idle run's)
 REDIS_HWM_RESET=1 # 0: /proc/PID/clear_refs refused, Redis's peak RSS is since its start
 MAX_TLS_RPS=0 # the highest req/s botgate reached over TLS so far: sizes the token pool
 AUTH_STARTS=0
@@ -485,12 +500,16 @@ run_one() { # round server proto [off|reused|fresh] [idle]
     # IDLE_CONNS keep-alive TLS connections, each with one request answered, held open
     # (a GET /healthz on each every IDLE_PING_S s, or botgate's 10 s idle timeout closes
     # them) through the warm-up and the run.
-    local port=${url#https://127.0.0.1:}
+    local port=${url#https://127.0.0.1:} rss_before rss_after
+    rss_before=$(awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status")
     rm -f "$TMP/idle.ready"
     start_bg idle "$IDLE_BIN" 127.0.0.1 "${port%%/*}" "$IDLE_CONNS" "$TMP/idle.ready" "$IDLE_PING_S"
     idle_pid=$LAST_PID
     wait_ready_file "$idle_pid" "$TMP/idle.ready" 120 idle_conns idle.log
-    log "  $(cat "$TMP/idle.ready") idle TLS connections open; server RSS now $(awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status") kB"
+    rss_after=$(awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status")
+    # What one idle connection costs the server: its RSS before and after opening them.
+    IDLE_KB_PER_CONN=$(awk -v a="$rss_before" -v b="$rss_after" -v n="$IDLE_CONNS" 'BEGIN {printf "%.1f", (b - a) / n}')
+    log "  $(cat "$TMP/idle.ready") idle TLS connections open; server RSS $rss_before kB before, $rss_after kB after: $IDLE_KB_PER_CONN kB a connection"
   fi
 
   if ((WARMUP > 0)); then
@@ -511,10 +530,24 @@ run_one() { # round server proto [off|reused|fresh] [idle]
   c0=$(cpu_ticks "$SERVER_PID")
   [[ $s != nginx ]] && r0=$(cpu_ticks "$REDIS_PID")
   local m0 m1
+  local perf_pid=""
+  if ((PROFILE && round == 1)) && [[ "$s $target" == "$PROFILE_ROW" ]]; then
+    # The server and its Redis, sampled through the measured run (the figures of this run
+    # carry perf's overhead: the report says so).
+    start_bg perf perf record -q -F "$PROFILE_FREQ" --call-graph dwarf,8192 -p "$SERVER_PID,$REDIS_PID" -o "$TMP/perf.data"
+    perf_pid=$LAST_PID
+    sleep 1
+    kill -0 "$perf_pid" 2>/dev/null || die "perf record exited at start (see perf.log; /proc/sys/kernel/perf_event_paranoid is $(cat /proc/sys/kernel/perf_event_paranoid))"
+  fi
   m0=$(machine_jiffies)
   t0=$(now_ns)
   run_wrk "$SECS" "$url" "$TMP/wrk-$round-$s-${target// /-}.txt"
   t1=$(now_ns)
+  if [[ -n $perf_pid ]]; then
+    stop_pid "$perf_pid" 120
+    [[ -s $TMP/perf.data ]] || die "perf record wrote no data (see perf.log)"
+    PROFILED=1
+  fi
   m1=$(machine_jiffies)
   c1=$(cpu_ticks "$SERVER_PID")
   # All cores together, 100 = every core busy: near 100, client, server (and Redis) compete.
@@ -535,6 +568,11 @@ run_one() { # round server proto [off|reused|fresh] [idle]
   local us_req per_core
   us_req=$(awk -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v n="$W_requests" 'BEGIN {v = n > 0 ? 1e6 * c / hz / n : 0; printf "%.1f", v}')
   per_core=$(awk -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v n="$W_requests" 'BEGIN {v = c > 0 ? n / (c / hz) : 0; printf "%.0f", v}')
+  if ((PROFILED == 1)); then
+    # Once: the profiled run's own CPU per request, to turn sample shares into µs.
+    PROFILED=2 PROFILE_US_REQ=$us_req PROFILE_RPS=$W_rps PROFILE_CPU=$cpu
+    PROFILE_REDIS_US_REQ=$(awk -v c="$((r1 - r0))" -v hz="$CLK_TCK" -v n="$W_requests" 'BEGIN {v = n > 0 ? 1e6 * c / hz / n : 0; printf "%.1f", v}')
+  fi
   local rss
   rss=$(vm_hwm_kb "$SERVER_PID")
   kill -0 "$SERVER_PID" 2>/dev/null || die "$s $target exited during the run"
@@ -548,7 +586,7 @@ run_one() { # round server proto [off|reused|fresh] [idle]
     local i_opened i_open i_reopened
     idle_field() { awk -v k="$1" '{for (i = 2; i <= NF; i++) {split($i, kv, "="); if (kv[1] == k) print kv[2]}}' <<<"$iline"; }
     i_opened=$(idle_field opened) i_open=$(idle_field open) i_reopened=$(idle_field reopened)
-    idle_note="$i_open/$i_opened open at the end, $i_reopened reopened"
+    idle_note="$i_open/$i_opened open at the end, $i_reopened reopened; RSS +$IDLE_KB_PER_CONN kB a connection when opened"
     ((i_open == i_opened)) || log "  note: only $i_open of $i_opened idle connections still open at the end ($iline)"
   fi
 
@@ -724,6 +762,9 @@ if ((want_idle)) && (($(valid_runs botgate "tls auth-reused idle") > 0)); then
   I8_RSS_MB=$(awk -v k="$I8_RSS_KB" 'BEGIN {printf "%.1f", k * 1024 / 1e6}')
   I8_IDLE_P99=$(ms "$(median 6 botgate "tls auth-reused idle")")
 fi
+I8_SDK_CPU="" I8_NGINX_CPU=""
+if ((want_sdk && want_reused)); then I8_SDK_CPU=$(ratio "$(median 18 sdk "tls auth-reused")" "$(median 18 "${BG[@]}")"); fi
+if ((want_nginx && want_reused)); then I8_NGINX_CPU=$(ratio "$(median 19 "${BG[@]}")" "$(median 19 nginx tls)"); fi
 if ((want_reused)); then I8_CPU=$(awk -v c="$(median 10 "${BG[@]}")" -v n="$(nproc)" 'BEGIN {if (c != "") printf "%.0f", c / n}'); fi
 
 report() {
@@ -816,6 +857,8 @@ report() {
   echo "| botgate p99 / the SDK way's p99 | ${I8_P99:--} | ≤ $I8_P99_TARGET | $(verdict_le "$I8_P99" "$I8_P99_TARGET") |"
   echo "| fresh token per request: req/s per core botgate used / openssl verify/s | ${R_FRESH_CORE:--} | ≥ $FRESH_TARGET | $(verdict "$R_FRESH_CORE" "$FRESH_TARGET") |"
   echo "| botgate peak RSS with $IDLE_CONNS idle TLS connections + the load, MB (10⁶ bytes) | ${I8_RSS_MB:--} | ≤ 40 | $(if [[ -n $I8_RSS_MB ]]; then verdict_le "$I8_RSS_KB" "$I8_RSS_TARGET_KB"; else echo "no figure"; fi) |"
+  echo "| the SDK way's server CPU per request / botgate's | ${I8_SDK_CPU:--} | | (informational: the steadiest figure on a busy machine) |"
+  echo "| botgate req/s per core used / nginx TLS's | ${I8_NGINX_CPU:--} | | (informational: 1 ÷ botgate's CPU per request as a multiple of nginx's) |"
   echo
   echo "- p99 with the $IDLE_CONNS idle connections open: ${I8_IDLE_P99:--} ms (without: $(if ((want_reused)); then ms "$(median 6 "${BG[@]}")"; else echo -; fi) ms)."
   echo "- botgate's share of the machine's $(nproc) cores during \`botgate tls auth-reused\`: ${I8_CPU:--}% (one event loop: at most $((100 / $(nproc)))%)."
@@ -873,9 +916,55 @@ report() {
 
 publish_report ""
 # The last report also as results/latest.md, the one kept in git (README.md's "Benchmark"
-# section summarises it): commit it after a run worth keeping.
-cp "$OUT" "$BENCH_DIR/results/latest.md"
-echo "copied to tests/bench/results/latest.md"
+# section summarises it): commit it after a run worth keeping. Not a profiled run's: perf's
+# overhead is in its figures.
+if ((PROFILE == 0)); then
+  cp "$OUT" "$BENCH_DIR/results/latest.md"
+  echo "copied to tests/bench/results/latest.md"
+fi
+
+# --- the profile (BENCH_PROFILE=1) ---------------------------------------------------------
+profile_report() {
+  local o map=$TMP/symbols.tsv parts=$TMP/profile.tsv
+  # botgate's own functions -> their source file, from its objects (static ones included).
+  find "$(dirname "$BIN")/CMakeFiles" -path '*botgate*' -name '*.c.o' 2>/dev/null | while read -r o; do
+    nm --defined-only "$o" 2>/dev/null | awk -v m="$(basename "${o%.o}")" '$2 ~ /^[tTwW]$/ {print $3 "\t" m}'
+  done >"$map"
+  perf script -F comm,tid,ip,sym,dso -i "$TMP/perf.data" 2>"$TMP/perf-script.log" | awk -f "$BENCH_DIR/profile.awk" -v map="$map" >"$parts"
+  [[ -s $parts ]] || die "perf script gave no samples (see perf-script.log)"
+  echo "# Profile: where the CPU of one acknowledged request goes, $DATE"
+  echo
+  echo "- run: \`$PROFILE_ROW\`, round 1 of \`$COMMAND\`; $(int "$PROFILE_RPS") req/s under perf (its overhead included)," \
+    "server CPU $PROFILE_CPU%, $PROFILE_US_REQ µs of server CPU and $PROFILE_REDIS_US_REQ µs of Redis CPU per request"
+  echo "- \`perf record -F $PROFILE_FREQ --call-graph dwarf,8192 -p SERVER,REDIS\` over the measured run;" \
+    "each sample charged to the first part found from its leaf up the stack (tests/bench/profile.awk: libc, libcrypto" \
+    "and unknown frames are charged to their caller's part, kernel leaves to the system call on the stack)"
+  echo "- machine: $(nproc) cores, $CPU_MODEL, Linux $(uname -r); $V_SSL; $V_REDIS; botgate: $V_BOTGATE"
+  echo
+  local proc n pct us
+  while IFS=$'\t' read -r _ proc n pct; do
+    us=$PROFILE_US_REQ
+    [[ $proc == redis-server ]] && us=$PROFILE_REDIS_US_REQ
+    echo "## $proc: $n samples ($pct% of the samples of both), ${us} µs of CPU per request"
+    echo
+    echo "| part | share of $proc's samples | µs per request |"
+    echo "|---|---:|---:|"
+    awk -F'\t' -v p="$proc" -v us="$us" '$1 == "PART" && $2 == p {printf "| %s | %.1f%% | %.2f |\n", $3, $5, $5 * us / 100}' "$parts" | sort -t'|' -k3 -rn
+    echo
+  done < <(grep '^PROCESS' "$parts" | sort -t$'\t' -k3 -rn)
+}
+if ((PROFILE)); then
+  if ((PROFILED == 2)); then
+    PROF_OUT=$BENCH_DIR/results/profile-$(date +%Y-%m-%dT%H%M%S).md
+    profile_report >"$PROF_OUT"
+    cp "$PROF_OUT" "$BENCH_DIR/results/profile.md"
+    echo
+    cat "$PROF_OUT"
+    echo "written to ${PROF_OUT#"$ROOT"/} and tests/bench/results/profile.md"
+  else
+    log "BENCH_PROFILE=1: no run matched BENCH_PROFILE_ROW=\"$PROFILE_ROW\" (rows: ${ROWS[*]}): no profile"
+  fi
+fi
 if ((want_fresh && FRESH_VALID == 0)); then
   die "no valid auth-fresh run: every one ran out of fresh tokens (raise BENCH_FRESH_MARGIN)"
 fi

@@ -3,8 +3,8 @@ BUILD ?= build
 TEST_BUILD ?= build-test
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run test test-fuzz test-valgrind fuzz format format-check bench bench-delivery \
-	bench-logging bench-relay clean docker-check docker-footprint docker-rootfs
+.PHONY: all deps build run test test-fuzz test-valgrind fuzz format format-check bench bench-profile \
+	bench-delivery bench-logging bench-relay clean docker-check docker-footprint docker-rootfs
 
 all: build
 
@@ -64,6 +64,12 @@ format-check:
 bench: build
 	bash scripts/deps.sh bench
 	bash tests/bench/run.sh
+
+# Where botgate's CPU goes (issue 8): one botgate TLS auth-reused run under perf record,
+# broken down by part of the request path into tests/bench/results/profile.md.
+bench-profile: build
+	bash scripts/deps.sh bench
+	BENCH_TARGETS=auth-reused BENCH_ROUNDS=1 BENCH_PROFILE=1 bash tests/bench/run.sh
 
 # The delivery benchmark (issue 4): the dispatcher against tests/tools/slow_bot, a bot that
 # answers at once and one that takes 1 s (tests/bench/README.md, "Delivery benchmark").

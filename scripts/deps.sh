@@ -20,7 +20,11 @@ command -v npm >/dev/null || packages+=(npm)
 # `deps.sh valgrind` valgrind (make test-valgrind).
 for set in "$@"; do
   case "$set" in
-    bench) packages+=(nginx-light wrk) ;;
+    # npm: its own package in Debian, part of the nodejs package in NodeSource's builds.
+    bench)
+      packages+=(nginx-light wrk nodejs linux-perf)
+      command -v npm >/dev/null || packages+=(npm)
+      ;;
     fuzz) packages+=(clang-14 libclang-rt-14-dev) ;;
     manifests) packages+=(nodejs); command -v npm >/dev/null || packages+=(npm) ;;
     docker) packages+=(debootstrap) ;;

@@ -1103,7 +1103,7 @@ bg_dispatcher_new(h2o_loop_t *loop, const bg_config *cfg, bg_redis *writer, bg_h
     /* The reader blocks in XREADGROUP for at most half the command deadline. */
     int block = cfg->redis.timeout_ms / 2;
     snprintf(d->block_ms, sizeof(d->block_ms), "%d", block > 1000 ? 1000 : block < 1 ? 1 : block);
-    d->reader = bg_redis_new(loop, cfg->redis.url, cfg->redis.timeout_ms, err, errlen);
+    d->reader = bg_redis_new_sibling(writer, err, errlen);
     if (d->reader == NULL) {
         free(d);
         return NULL;

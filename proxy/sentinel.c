@@ -111,7 +111,8 @@ static void
 answer_all(bg_sentinel *s, int err, const char *host, int port)
 {
     while (!h2o_linklist_is_empty(&s->waiters)) {
-        bg_sentinel_question *a = H2O_STRUCT_FROM_MEMBER(bg_sentinel_question, link, s->waiters.next);
+        bg_sentinel_question *a =
+            H2O_STRUCT_FROM_MEMBER(bg_sentinel_question, link, s->waiters.next);
         h2o_linklist_unlink(&a->link);
         a->cb(a->data, err, host, port);
     }
@@ -283,8 +284,8 @@ bg_sentinel_new(h2o_loop_t *loop, const bg_strlist *sentinels, const char *maste
         char url[300], why[256];
         snprintf(url, sizeof(url), "redis://%s", sentinels->v[i]);
         s->query[i] = bg_redis_new(loop, url, timeout_ms, why, sizeof(why));
-        s->sub[i] = s->query[i] != NULL ? bg_redis_new(loop, url, timeout_ms, why, sizeof(why))
-                                        : NULL;
+        s->sub[i] =
+            s->query[i] != NULL ? bg_redis_new(loop, url, timeout_ms, why, sizeof(why)) : NULL;
         s->n = i + 1;
         if (s->sub[i] == NULL) {
             snprintf(err, errlen, "redis.sentinels[%zu]: %s", i, why);

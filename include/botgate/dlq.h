@@ -43,6 +43,8 @@
 #define BG_DLQ_FIELD_ERROR "error"
 #define BG_DLQ_FIELD_ORIGINAL_ID "original_id"
 #define BG_DLQ_FIELD_FAILED_AT_MS "failed_at_ms"
+/* the stream (partition) the entry was read from; a replay puts it back there */
+#define BG_DLQ_FIELD_STREAM "stream"
 
 /*
  * Runs `botgate dlq ARGS...` (argv holds what follows "dlq"; envp is environ, for the

@@ -42,8 +42,8 @@ typedef void (*bg_sentinel_switch_cb)(void *data, const char *host, int port);
  * Resolves each HOST:PORT of sentinels once (start-up only) and returns the set, not yet
  * started, or NULL with the reason in err. master_name is copied.
  */
-bg_sentinel *bg_sentinel_new(h2o_loop_t *loop, const bg_strlist *sentinels,
-                             const char *master_name, int timeout_ms, char *err, size_t errlen);
+bg_sentinel *bg_sentinel_new(h2o_loop_t *loop, const bg_strlist *sentinels, const char *master_name,
+                             int timeout_ms, char *err, size_t errlen);
 /* Connects to the sentinels; from then on they are kept up. Idempotent. */
 void bg_sentinel_start(bg_sentinel *s);
 /* The master's name, for logs. */

@@ -47,9 +47,9 @@ static int bot_port;
 
 typedef struct sent {
     char id[32];
-    long status;     /* 0: no answer (transport error) */
-    char code[40];   /* the JSON error code of a refusal */
-    int64_t t0, t1;  /* monotonic ms: sent, answered */
+    long status;    /* 0: no answer (transport error) */
+    char code[40];  /* the JSON error code of a refusal */
+    int64_t t0, t1; /* monotonic ms: sent, answered */
 } sent;
 
 static sent *log_v;
@@ -207,8 +207,8 @@ test_failover(void **state)
                      0);
     /* no 5 s wait before a full sync: a replica is ready in moments */
     for (int i = 0; i < 2; i++) {
-        redisReply *r = bgt_redis_cmd(i == 0 ? &master : &replica,
-                                      "CONFIG SET repl-diskless-sync-delay 0");
+        redisReply *r =
+            bgt_redis_cmd(i == 0 ? &master : &replica, "CONFIG SET repl-diskless-sync-delay 0");
         assert_non_null(r);
         freeReplyObject(r);
     }
@@ -218,7 +218,8 @@ test_failover(void **state)
         snprintf(name, sizeof(name), "s%d", i);
         sp[i] = bgt_free_port();
         assert_int_equal(
-            bgt_sentinel_start(&sentinels[i], env.dir, name, sp[i], MASTER_NAME, pm, 1000, 4000), 0);
+            bgt_sentinel_start(&sentinels[i], env.dir, name, sp[i], MASTER_NAME, pm, 1000, 4000),
+            0);
     }
     /* Each sentinel must know the replica and the two other sentinels, or there is nobody
      * to promote and no quorum to do it. */
@@ -311,11 +312,10 @@ test_failover(void **state)
             n202++;
             continue;
         }
-        if (log_v[i].status != 503 ||
-            (strcmp(log_v[i].code, "queue_unavailable") != 0 &&
-             strcmp(log_v[i].code, "queue_timeout") != 0 &&
-             strcmp(log_v[i].code, "queue_error") != 0 &&
-             strcmp(log_v[i].code, "replica_ack_missing") != 0))
+        if (log_v[i].status != 503 || (strcmp(log_v[i].code, "queue_unavailable") != 0 &&
+                                       strcmp(log_v[i].code, "queue_timeout") != 0 &&
+                                       strcmp(log_v[i].code, "queue_error") != 0 &&
+                                       strcmp(log_v[i].code, "replica_ack_missing") != 0))
             fail_msg("%s answered %ld (%s): only 202 or a queue 503 is allowed", log_v[i].id,
                      log_v[i].status, log_v[i].code);
         n503++;
@@ -341,8 +341,8 @@ test_failover(void **state)
             "replica %lld ms\n"
             "sentinel: fail-over as the client saw it: first 503 -> first 202 after it = %lld ms "
             "(the 202 came %lld ms after the promotion)\n",
-            log_n, n202, n503, lost, (long long)(t_promoted - t_kill),
-            (long long)(t_back - t_kill), (long long)(log_v[after].t1 - log_v[first_503].t0),
+            log_n, n202, n503, lost, (long long)(t_promoted - t_kill), (long long)(t_back - t_kill),
+            (long long)(log_v[after].t1 - log_v[first_503].t0),
             (long long)(log_v[after].t1 - t_promoted));
     assert_int_equal(lost, 0);
     assert_true(n503 > 0);

@@ -217,7 +217,7 @@ struct bg_dispatcher {
     int64_t lease_until;     /* loop ms: our leases are surely valid until then */
     int64_t balance_sent_at; /* loop ms */
     int balancing;           /* the balance script is out */
-    int op_part;             /* the partition of the claim step in flight, or -1 */
+    int op_part;             /* the partition of the claim step in flight */
     char block_ms[16];
     bg_backoff backoff;
     size_t concurrency, read_ahead;

@@ -274,7 +274,8 @@ test_three_pods_one_redis(void **state)
     }
     int64_t stall_us = 0;
     for (int c = 0; c < CONVERSATIONS; c++)
-        if (last_before[c] != 0 && first_after[c] != 0 && first_after[c] - last_before[c] > stall_us)
+        if (last_before[c] != 0 && first_after[c] != 0 &&
+            first_after[c] - last_before[c] > stall_us)
             stall_us = first_after[c] - last_before[c];
     fprintf(stderr,
             "multipod: %ld activities, %d conversations, %d botgates (one killed with -9 after "

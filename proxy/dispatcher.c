@@ -217,6 +217,7 @@ struct bg_dispatcher {
     int64_t lease_until;     /* loop ms: our leases are surely valid until then */
     int64_t balance_sent_at; /* loop ms */
     int balancing;           /* the balance script is out */
+    int handed_over;         /* stopped, and the leases were given back */
     int op_part;             /* the partition of the claim step in flight */
     char block_ms[16];
     bg_backoff backoff;
@@ -236,6 +237,7 @@ struct bg_dispatcher {
 
 static void pump(bg_dispatcher *d);
 static void maybe_read(bg_dispatcher *d);
+static void maybe_hand_over(bg_dispatcher *d);
 static void lose_all(bg_dispatcher *d, const char *why);
 
 static int64_t
@@ -866,6 +868,7 @@ pump(bg_dispatcher *d)
      * may hold them by now, so nothing more is started here until they are ours again. */
     if (loop_ms(d) > d->lease_until)
         lose_all(d, "the leases could not be renewed in time");
+    maybe_hand_over(d);
     while (!d->stopped && d->in_flight < d->concurrency && !h2o_linklist_is_empty(&d->ready)) {
         struct st_conv *c = H2O_STRUCT_FROM_MEMBER(struct st_conv, ready_link, d->ready.next);
         h2o_linklist_unlink(&c->ready_link);
@@ -1226,17 +1229,25 @@ static const char balance_script[] =
     "end\n"
     "return {fair, held}\n";
 
-static void
-lose_all(bg_dispatcher *d, const char *why)
+/* Forgets every partition held; returns how many there were. */
+static size_t
+drop_all(bg_dispatcher *d)
 {
-    size_t lost = 0;
+    size_t n = 0;
     for (size_t k = 0; k < d->n_parts; k++) {
         if (d->parts[k].state != PART_NONE) {
             d->parts[k].state = PART_NONE;
             drop_part(d, (unsigned)k);
-            lost++;
+            n++;
         }
     }
+    return n;
+}
+
+static void
+lose_all(bg_dispatcher *d, const char *why)
+{
+    size_t lost = drop_all(d);
     if (lost > 0)
         bg_log_warn("dispatch", "%zu partition(s) given up: %s", lost, why);
 }
@@ -1253,6 +1264,8 @@ on_balanced(bg_redis *redis, redisReply *reply, int err, void *data)
     (void)redis;
     bg_dispatcher *d = data;
     d->balancing = 0;
+    if (d->handed_over)
+        return;
     if (err != 0 || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
         reply->element[0]->type != REDIS_REPLY_INTEGER ||
         reply->element[1]->type != REDIS_REPLY_ARRAY) {
@@ -1301,6 +1314,46 @@ on_balanced(bg_redis *redis, redisReply *reply, int err, void *data)
         bg_log_info("dispatch", "delivering %zu of %zu partition(s) (fair share %zu)", live,
                     d->n_parts, fair);
     pump(d);
+}
+
+/*
+ * A dispatcher that stops (SIGTERM) gives its leases back and leaves the membership once
+ * nothing of its is in flight: its partitions go to the others at their next balance, not
+ * bot.claim_idle_s later. Sent after its last outcome write on the same connection, so the
+ * next owner finds every settled entry settled. With deliveries still running when the
+ * grace period ends, nothing is given back: the leases lapse.
+ */
+static const char release_script[] =
+    "for i = 2, #KEYS do\n"
+    "  if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end\n"
+    "end\n"
+    "redis.call('ZREM', KEYS[1], ARGV[1])\n"
+    "return 1\n";
+
+static void
+maybe_hand_over(bg_dispatcher *d)
+{
+    if (!d->stopped || d->handed_over || d->in_flight > 0)
+        return;
+    const char **argv = calloc(d->n_parts + 5, sizeof(char *));
+    if (argv == NULL)
+        return;
+    d->handed_over = 1;
+    bg_timer_stop(&d->balance_timer);
+    bg_log_info("dispatch", "stopping: %zu partition(s) handed over to the other dispatchers",
+                drop_all(d));
+    char nkeys[16];
+    snprintf(nkeys, sizeof(nkeys), "%zu", d->n_parts + 1);
+    int a = 0;
+    argv[a++] = "EVAL";
+    argv[a++] = release_script;
+    argv[a++] = nkeys;
+    argv[a++] = d->members;
+    for (size_t k = 0; k < d->n_parts; k++)
+        argv[a++] = d->parts[k].lease;
+    argv[a++] = d->consumer;
+    write_outcome(d, "hand-over of the partitions", a, argv, NULL);
+    free(argv);
 }
 
 static void
@@ -1426,6 +1479,7 @@ void
 bg_dispatcher_stop(bg_dispatcher *d)
 {
     d->stopped = 1;
+    maybe_hand_over(d);
 }
 
 size_t

@@ -6,16 +6,18 @@
  *
  * MULTIPOD_COUNT activities (default 10,000) over 200 conversations are sent round-robin to
  * the three, by 4 client threads that each own 50 conversations and send each
- * conversation's activities one after another (so the stream order of a conversation is its
- * sequence). When half are sent, one botgate is killed with SIGKILL; the clients send to the
- * two others from then on, re-sending (same activity id) what got no answer, as the
- * Connector would. Then:
+ * conversation's activities one after another, in bursts of 5 (so the stream order of a
+ * conversation is its sequence, and a conversation often has several entries queued). When half are
+ * sent, one botgate is killed with SIGKILL; the clients send to the two others from then on,
+ * re-sending (same activity id) what got no answer, as the Connector would. Then:
  *
  *   - every activity arrives at the bot and is answered (at least once: 0 lost);
  *   - in each conversation, the first arrivals are in sequence order: a re-delivery (an
  *     activity arriving again, the one the killed botgate had in flight) is the only thing
  *     allowed out of line, and those are counted and printed;
- *   - before the kill, the leases were spread over all three.
+ *   - before the kill, the leases were spread over all three;
+ *   - a botgate stopped with SIGTERM hands its leases over as it exits, and the last one
+ *     left ends up with every partition.
  *
  * The longest stall of a conversation across the kill (last arrival before it → first
  * after it) is printed: the fail-over time, about bot.claim_idle_s (the lease, 2 s here).
@@ -40,6 +42,7 @@
 #define CONVERSATIONS 200
 #define THREADS 4
 #define PARTITIONS 16
+#define BURST 5
 
 static bgt_env env;
 static bgt_redis redis;
@@ -89,22 +92,30 @@ post_until_acked(int pod, const char *id, const char *conv)
     return ok;
 }
 
+/*
+ * Each conversation gets its activities in bursts of BURST, back to back, each to the next
+ * botgate: so a conversation has several entries queued at once, which a design that let
+ * two dispatchers read one conversation would deliver side by side (and the bot's random
+ * delay would reorder).
+ */
 static void *
 client_main(void *arg)
 {
     struct client *c = arg;
     long per_conv = total / CONVERSATIONS;
     long n = 0;
-    for (long seq = 0; seq < per_conv; seq++) {
+    for (long round = 0; round * BURST < per_conv; round++) {
         for (int k = c->index; k < CONVERSATIONS; k += THREADS) {
-            char id[48], conv[32];
-            snprintf(conv, sizeof(conv), "mp-conv-%03d", k);
-            snprintf(id, sizeof(id), "mp-%03d-%06ld", k, seq);
-            if (!post_until_acked((int)(n++ % PODS), id, conv))
-                c->failures++;
-            pthread_mutex_lock(&mu);
-            sent++;
-            pthread_mutex_unlock(&mu);
+            for (long seq = round * BURST; seq < (round + 1) * BURST && seq < per_conv; seq++) {
+                char id[48], conv[32];
+                snprintf(conv, sizeof(conv), "mp-conv-%03d", k);
+                snprintf(id, sizeof(id), "mp-%03d-%06ld", k, seq);
+                if (!post_until_acked((int)(n++ % PODS), id, conv))
+                    c->failures++;
+                pthread_mutex_lock(&mu);
+                sent++;
+                pthread_mutex_unlock(&mu);
+            }
         }
     }
     return NULL;
@@ -135,12 +146,15 @@ start_pod(int i)
     assert_int_equal(bgt_botgate_start_conf(&gates[i], env.dir, name, &c, health), 0);
 }
 
-/* How many distinct consumers hold the partitions' leases now. */
+/* How many distinct consumers hold the partitions' leases now; *of_pod counts the leases
+ * held by the consumer whose name ends in suffix (may be NULL). */
 static int
-lease_owners(void)
+lease_owners_ex(const char *suffix, int *of_pod)
 {
     char owners[PARTITIONS][64];
     int n = 0;
+    if (of_pod != NULL)
+        *of_pod = 0;
     for (int k = 0; k < PARTITIONS; k++) {
         redisReply *r = bgt_redis_cmd(&redis, "GET " STREAM ":lease:%d", k);
         if (r != NULL && r->type == REDIS_REPLY_STRING) {
@@ -149,11 +163,21 @@ lease_owners(void)
                 seen |= strcmp(owners[j], r->str) == 0;
             if (!seen)
                 snprintf(owners[n++], sizeof(owners[0]), "%s", r->str);
+            size_t len = strlen(r->str);
+            if (suffix != NULL && of_pod != NULL && len >= strlen(suffix) &&
+                strcmp(r->str + len - strlen(suffix), suffix) == 0)
+                (*of_pod)++;
         }
         if (r != NULL)
             freeReplyObject(r);
     }
     return n;
+}
+
+static int
+lease_owners(void)
+{
+    return lease_owners_ex(NULL, NULL);
 }
 
 /* ---- the checks ---------------------------------------------------------------------- */
@@ -292,6 +316,23 @@ test_three_pods_one_redis(void **state)
     free(first_after);
     free(delivered);
     assert_int_equal(out_of_order, 0);
+
+    /* A botgate stopped with SIGTERM hands its partitions over as it exits (it does not
+     * make the others wait for its leases to lapse): right after it is gone, no lease
+     * names it, and the last one left takes all of them. */
+    int of_pod0 = 0;
+    lease_owners_ex("-pod0", &of_pod0);
+    assert_true(of_pod0 > 0);
+    assert_int_equal(bgt_botgate_stop(&gates[0]), 0);
+    lease_owners_ex("-pod0", &of_pod0);
+    assert_int_equal(of_pod0, 0);
+    deadline = bgt_mono_ms() + 30000;
+    for (int of_pod2 = 0; lease_owners_ex("-pod2", &of_pod2), of_pod2 < PARTITIONS;) {
+        if (bgt_mono_ms() > deadline)
+            fail_msg("the last botgate holds %d of %d partitions 30 s after the others left",
+                     of_pod2, PARTITIONS);
+        bgt_sleep_ms(100);
+    }
 
     for (int i = 0; i < PODS; i++)
         if (gates[i].pid != 0)

@@ -35,6 +35,7 @@
 
 #include <cmocka.h>
 
+#include "botgate/partition.h"
 #include "harness.h"
 
 #define STREAM "multipod:activities"
@@ -43,6 +44,8 @@
 #define THREADS 4
 #define PARTITIONS 16
 #define BURST 5
+/* refused once by the bot (400: dead-lettered), replayed at the end, then accepted */
+#define DEAD_ID "mp-007-000003"
 
 static bgt_env env;
 static bgt_redis redis;
@@ -204,6 +207,7 @@ test_three_pods_one_redis(void **state)
 
     assert_int_equal(bgt_bot_start_named(bot_dir, env.dir, "multipod", &bot_port), 0);
     assert_int_equal(bgt_bot_set_delay_random(bot_dir, 0, 10), 0);
+    assert_int_equal(bgt_bot_set_activity_statuses(bot_dir, DEAD_ID, "400\n200\n"), 0);
     for (int i = 0; i < PODS; i++)
         start_pod(i);
     /* the three share the partitions out before the load */
@@ -316,6 +320,47 @@ test_three_pods_one_redis(void **state)
     free(first_after);
     free(delivered);
     assert_int_equal(out_of_order, 0);
+
+    /* The dead letter names its partition's stream, and `botgate dlq replay` puts it back
+     * there, where it is delivered (the bot takes it the second time). */
+    char want_stream[64];
+    const char *dead_conv = "mp-conv-007";
+    bg_partition_stream(want_stream, sizeof(want_stream), STREAM, PARTITIONS,
+                        bg_partition_of(dead_conv, strlen(dead_conv), PARTITIONS));
+    redisReply *dl = bgt_redis_cmd(&redis, "XRANGE " STREAM ":dlq - +");
+    assert_non_null(dl);
+    assert_int_equal(dl->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(dl->elements, 1);
+    const redisReply *fields = dl->element[0]->element[1];
+    const char *got_stream = NULL;
+    for (size_t i = 0; i + 1 < fields->elements; i += 2)
+        if (strcmp(fields->element[i]->str, "stream") == 0)
+            got_stream = fields->element[i + 1]->str;
+    assert_non_null(got_stream);
+    assert_string_equal(got_stream, want_stream);
+    freeReplyObject(dl);
+    const char *replay[] = {"dlq", "replay", "--all", "-c", gates[0].config, NULL};
+    char *out = NULL, *err = NULL;
+    int status = bgt_botgate_run_output(replay, env.dir, "dlq", 30000, &out, &err);
+    if (status != 0)
+        fprintf(stderr, "botgate dlq replay: status %d\n%s\n%s\n", status, out, err);
+    free(out);
+    free(err);
+    assert_int_equal(status, 0);
+    deadline = bgt_mono_ms() + 30000;
+    for (;;) {
+        assert_int_equal(bgt_bot_received(bot_dir, &v, &n), 0);
+        int accepted = 0;
+        for (size_t i = 0; i < n; i++)
+            accepted |= v[i].activity_id != NULL && strcmp(v[i].activity_id, DEAD_ID) == 0 &&
+                        v[i].status == 200;
+        bgt_bot_requests_free(v, n);
+        if (accepted)
+            break;
+        if (bgt_mono_ms() > deadline)
+            fail_msg("the replayed dead letter " DEAD_ID " was not delivered within 30 s");
+        bgt_sleep_ms(100);
+    }
 
     /* A botgate stopped with SIGTERM hands its partitions over as it exits (it does not
      * make the others wait for its leases to lapse): right after it is gone, no lease

@@ -15,10 +15,15 @@
  *     never anything else;
  *   - botgate answers 202 again (it followed the sentinels) and delivers everything.
  *
+ * The same again with a planned fail-over (SENTINEL FAILOVER): the old master is demoted
+ * alive, so botgate must notice READONLY / a ROLE that is no longer master, not a lost
+ * connection; 503s are then allowed but not required.
+ *
  * The fail-over time (first 503 → first 202 after it) is printed, not asserted.
  */
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -196,13 +201,22 @@ free_ids(char **v, size_t n)
 
 /* ---- the test ---------------------------------------------------------------------------- */
 
+/*
+ * planned: the master is not killed but handed over (SENTINEL FAILOVER, as for an upgrade):
+ * it is demoted alive, so botgate's connections to it meet READONLY or a ROLE that is no
+ * longer master, and it becomes the new master's replica by itself.
+ */
 static void
-test_failover(void **state)
+failover(const char *tag, bool planned)
 {
-    (void)state;
+    char name[32];
+    log_n = 0;
+    load_stop = 0;
     int pm = bgt_free_port(), pr = bgt_free_port();
-    assert_int_equal(bgt_redis_start(&master, env.dir, "master", &(bgt_redis_opts){.port = pm}), 0);
-    assert_int_equal(bgt_redis_start(&replica, env.dir, "replica",
+    snprintf(name, sizeof(name), "%s-master", tag);
+    assert_int_equal(bgt_redis_start(&master, env.dir, name, &(bgt_redis_opts){.port = pm}), 0);
+    snprintf(name, sizeof(name), "%s-replica", tag);
+    assert_int_equal(bgt_redis_start(&replica, env.dir, name,
                                      &(bgt_redis_opts){.port = pr, .replicaof_port = pm}),
                      0);
     /* no 5 s wait before a full sync: a replica is ready in moments */
@@ -214,8 +228,7 @@ test_failover(void **state)
     }
     int sp[3];
     for (int i = 0; i < 3; i++) {
-        char name[16];
-        snprintf(name, sizeof(name), "s%d", i);
+        snprintf(name, sizeof(name), "%s-s%d", tag, i);
         sp[i] = bgt_free_port();
         assert_int_equal(
             bgt_sentinel_start(&sentinels[i], env.dir, name, sp[i], MASTER_NAME, pm, 1000, 4000),
@@ -232,7 +245,7 @@ test_failover(void **state)
         }
     }
 
-    assert_int_equal(bgt_bot_start_named(bot_dir, env.dir, "sentinel", &bot_port), 0);
+    assert_int_equal(bgt_bot_start_named(bot_dir, env.dir, tag, &bot_port), 0);
     assert_int_equal(bgt_bot_set_delay_random(bot_dir, 0, 5), 0);
     char redis_extra[512], extra[512], bot_url[128], health[128], state_dir[BGT_PATH_MAX];
     snprintf(redis_extra, sizeof(redis_extra),
@@ -246,7 +259,7 @@ test_failover(void **state)
              "bot:\n  url: \"%s\"\n  concurrency: 8\n  backoff_initial_ms: 100\n"
              "  backoff_max_ms: 1000\n  claim_idle_s: 2\n",
              bot_url);
-    bgt_pathf(state_dir, sizeof(state_dir), env.dir, "state-sentinel");
+    bgt_pathf(state_dir, sizeof(state_dir), env.dir, "state-%s", tag);
     mkdir(state_dir, 0700);
     bgt_botgate_conf c = {.plain_port = bgt_free_port(),
                           .redis_url = "",
@@ -255,7 +268,7 @@ test_failover(void **state)
                           .extra = extra};
     snprintf(gate_base, sizeof(gate_base), "http://127.0.0.1:%d", c.plain_port);
     snprintf(health, sizeof(health), "%s/readyz", gate_base);
-    assert_int_equal(bgt_botgate_start_conf(&gate, env.dir, "sentinel", &c, health), 0);
+    assert_int_equal(bgt_botgate_start_conf(&gate, env.dir, tag, &c, health), 0);
 
     log_v = calloc(MAX_SENT, sizeof(sent));
     pthread_t load;
@@ -272,7 +285,15 @@ test_failover(void **state)
     }
 
     int64_t t_kill = bgt_mono_ms();
-    bgt_redis_kill(&master);
+    if (planned) {
+        redisReply *r = bgt_redis_tcp_cmd(sp[0], "SENTINEL FAILOVER " MASTER_NAME);
+        assert_non_null(r);
+        if (r->type == REDIS_REPLY_ERROR)
+            fail_msg("SENTINEL FAILOVER refused: %s", r->str);
+        freeReplyObject(r);
+    } else {
+        bgt_redis_kill(&master);
+    }
     deadline = t_kill + 60000;
     while (sentinel_master_port(sp[0]) != pr) {
         if (bgt_mono_ms() > deadline) {
@@ -283,15 +304,20 @@ test_failover(void **state)
         bgt_sleep_ms(50);
     }
     int64_t t_promoted = bgt_mono_ms();
-    /* The old master returns as the new one's replica, so that WAIT 1 can succeed. */
-    master.opts.replicaof_port = pr;
-    assert_int_equal(bgt_redis_restart(&master), 0);
+    /* A killed master returns as the new one's replica, so that WAIT 1 can succeed; a
+     * demoted one is made a replica by the sentinels. */
+    if (!planned) {
+        master.opts.replicaof_port = pr;
+        assert_int_equal(bgt_redis_restart(&master), 0);
+    }
     int64_t t_back = bgt_mono_ms();
 
+    /* 202s again, for requests sent after the promotion (and after the first 503, if any) */
     long first_503 = find_status(0, 503, t_kill);
     deadline = bgt_mono_ms() + 60000;
     long after = -1;
-    while (first_503 < 0 || (after = find_status((size_t)first_503, 202, 0)) < 0) {
+    while ((after = find_status(first_503 >= 0 ? (size_t)first_503 : 0, 202, t_promoted)) < 0 ||
+           (!planned && first_503 < 0)) {
         if (bgt_mono_ms() > deadline) {
             load_stop = 1;
             pthread_join(load, NULL);
@@ -336,16 +362,17 @@ test_failover(void **state)
     free_ids(in_stream, ns);
     free_ids(at_bot, nb);
     fprintf(stderr,
-            "sentinel: %zu requests, %zu answered 202, %zu answered 503, %zu lost\n"
-            "sentinel: kill -9 of the master -> promotion seen %lld ms, old master back as "
-            "replica %lld ms\n"
-            "sentinel: fail-over as the client saw it: first 503 -> first 202 after it = %lld ms "
-            "(the 202 came %lld ms after the promotion)\n",
-            log_n, n202, n503, lost, (long long)(t_promoted - t_kill), (long long)(t_back - t_kill),
-            (long long)(log_v[after].t1 - log_v[first_503].t0),
+            "sentinel (%s): %zu requests, %zu answered 202, %zu answered 503, %zu lost\n"
+            "sentinel (%s): %s -> promotion seen %lld ms, old master back as replica %lld ms\n"
+            "sentinel (%s): fail-over as the client saw it: first 503 -> first 202 after it = "
+            "%lld ms (the 202 came %lld ms after the promotion)\n",
+            tag, log_n, n202, n503, lost, tag, planned ? "SENTINEL FAILOVER" : "kill -9",
+            (long long)(t_promoted - t_kill), (long long)(t_back - t_kill), tag,
+            first_503 >= 0 ? (long long)(log_v[after].t1 - log_v[first_503].t0) : 0LL,
             (long long)(log_v[after].t1 - t_promoted));
     assert_int_equal(lost, 0);
-    assert_true(n503 > 0);
+    if (!planned)
+        assert_true(n503 > 0);
 
     /* And the dispatcher followed too: every 202 reaches the bot. */
     deadline = bgt_mono_ms() + 60000;
@@ -391,6 +418,20 @@ test_failover(void **state)
     assert_int_equal(bgt_bot_stop_clear(bot_dir), 0);
 }
 
+static void
+test_failover_master_killed(void **state)
+{
+    (void)state;
+    failover("killed", false);
+}
+
+static void
+test_failover_planned(void **state)
+{
+    (void)state;
+    failover("planned", true);
+}
+
 static int
 teardown(void **state)
 {
@@ -408,7 +449,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_failover, teardown),
+        cmocka_unit_test_teardown(test_failover_master_killed, teardown),
+        cmocka_unit_test_teardown(test_failover_planned, teardown),
     };
     if (bgt_env_init(&env) != 0)
         return 1;

@@ -131,6 +131,7 @@ static const struct key keys[] = {
     ROW_INT("redis.min_replicas_ack", redis.min_replicas_ack, 0, 16, 0),
     ROW_LIST("redis.sentinels", redis.sentinels, "", check_sentinel),
     ROW_STR("redis.master_name", redis.master_name, "", NULL, 0),
+    ROW_INT("redis.partitions", redis.partitions, 1, 1024, 1),
     ROW_STR("bot.url", bot.url, "http://127.0.0.1:3978/api/messages", check_http_url, 0),
     ROW_INT("bot.timeout_s", bot.timeout_s, 1, 3600, 300),
     ROW_INT("bot.concurrency", bot.concurrency, 1, 4096, 32),

@@ -35,6 +35,7 @@
 #include "botgate/dispatcher.h"
 #include "botgate/error.h"
 #include "botgate/log.h"
+#include "botgate/partition.h"
 #include "botgate/relay.h"
 #include "botgate/server.h"
 
@@ -695,6 +696,58 @@ on_xpending(bg_redis *redis, redisReply *reply, int err, void *data)
     scrape_reply_done(op, err);
 }
 
+/*
+ * With redis.partitions > 1 the queue is several streams (botgate/partition.h): the same
+ * two answers, summed over them by a script, in the shapes on_xlen and on_xpending read
+ * (an integer; [count, oldest pending id]).
+ */
+static const char queue_length_script[] =
+    "local n = 0\n"
+    "for i = 1, #KEYS do n = n + redis.call('XLEN', KEYS[i]) end\n"
+    "return n\n";
+static const char queue_pending_script[] =
+    "local n, oldest, oms = 0, '', nil\n"
+    "for i = 1, #KEYS do\n"
+    "  local p = redis.pcall('XPENDING', KEYS[i], ARGV[1])\n"
+    "  if type(p) == 'table' and p.err == nil and p[1] > 0 then\n"
+    "    n = n + p[1]\n"
+    "    local ms = tonumber(string.match(p[2], '^(%d+)'))\n"
+    "    if oms == nil or ms < oms then oms = ms; oldest = p[2] end\n"
+    "  end\n"
+    "end\n"
+    "return {n, oldest}\n";
+
+static void send_query(struct st_scrape *op, bg_redis_cb cb, int argc, const char **argv);
+
+static void
+send_partition_queries(struct st_scrape *op, const char *stream, int partitions)
+{
+    size_t cap = strlen(stream) + 16;
+    char *names = malloc((size_t)partitions * cap);
+    const char **argv = calloc((size_t)partitions + 4, sizeof(char *));
+    if (names == NULL || argv == NULL) {
+        op->failed = 1;
+        free(names);
+        free(argv);
+        return;
+    }
+    char nkeys[16];
+    snprintf(nkeys, sizeof(nkeys), "%d", partitions);
+    argv[0] = "EVAL";
+    argv[2] = nkeys;
+    for (int k = 0; k < partitions; k++) {
+        bg_partition_stream(names + (size_t)k * cap, cap, stream, partitions, (unsigned)k);
+        argv[3 + k] = names + (size_t)k * cap;
+    }
+    argv[1] = queue_length_script;
+    send_query(op, on_xlen, 3 + partitions, argv);
+    argv[1] = queue_pending_script;
+    argv[3 + partitions] = BG_CONSUMER_GROUP;
+    send_query(op, on_xpending, 4 + partitions, argv);
+    free(names);
+    free(argv);
+}
+
 static void
 on_scrape_dispose(void *p)
 {
@@ -751,8 +804,12 @@ on_metrics_req(h2o_handler_t *self, h2o_req_t *req)
     const char *stream = s->cfg->redis.stream;
     const char *xlen[] = {"XLEN", stream};
     const char *xpending[] = {"XPENDING", stream, BG_CONSUMER_GROUP};
-    send_query(op, on_xlen, 2, xlen);
-    send_query(op, on_xpending, 3, xpending);
+    if (s->cfg->redis.partitions > 1) {
+        send_partition_queries(op, stream, s->cfg->redis.partitions);
+    } else {
+        send_query(op, on_xlen, 2, xlen);
+        send_query(op, on_xpending, 3, xpending);
+    }
     if (op->waiting == 0)
         scrape_answer(op);
     else

@@ -37,21 +37,6 @@ read_file(const char *path, size_t *len, char *err, size_t errlen)
     return buf;
 }
 
-/*
- * Keys that are read and checked already but whose module is not built yet. Ignoring a
- * Sentinel set-up would run against the wrong Redis, so such a configuration is refused
- * rather than half-obeyed.
- */
-static int
-check_not_yet_built(const bg_config *cfg, char *err, size_t errlen)
-{
-    const char *key = cfg->redis.sentinels.n > 0 ? "redis.sentinels (issue #7)" : NULL;
-    if (key == NULL)
-        return 0;
-    snprintf(err, errlen, "%s: not supported by this build yet; leave it empty", key);
-    return BG_ECONFIG;
-}
-
 int
 bg_config_read(bg_config *cfg, const char *file, char *const *envp, char *err, size_t errlen)
 {
@@ -67,8 +52,6 @@ bg_config_read(bg_config *cfg, const char *file, char *const *envp, char *err, s
     }
     int rc = bg_config_load(cfg, yaml, len, file != NULL ? file : "(defaults)", envp, err, errlen);
     free(yaml);
-    if (rc == 0)
-        rc = check_not_yet_built(cfg, err, errlen);
     if (rc != 0) {
         bg_config_free(cfg);
         return BG_ECONFIG;

@@ -25,6 +25,7 @@
 #include "botgate/failure.h"
 #include "botgate/failures.h"
 #include "botgate/log.h"
+#include "botgate/partition.h"
 #include "botgate/server.h"
 #include "botgate/timer.h"
 
@@ -38,7 +39,6 @@
 
 #define READ_BATCH 100
 #define CLAIM_BATCH 100
-#define TOUCH_BATCH 200
 
 /* ---- a small string-keyed hash map --------------------------------------------------- */
 
@@ -54,21 +54,12 @@ struct st_map {
     size_t n_buckets, size;
 };
 
-static uint64_t
-hash_bytes(const char *p, size_t len)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
-    return h;
-}
-
 static struct st_map_node **
 map_slot(struct st_map *m, const char *key, size_t len)
 {
     if (m->n_buckets == 0)
         return NULL;
-    struct st_map_node **slot = &m->buckets[hash_bytes(key, len) & (m->n_buckets - 1)];
+    struct st_map_node **slot = &m->buckets[bg_fnv1a64(key, len) & (m->n_buckets - 1)];
     while (*slot != NULL && !((*slot)->len == len && memcmp((*slot)->key, key, len) == 0))
         slot = &(*slot)->next;
     return slot;
@@ -91,7 +82,7 @@ map_grow(struct st_map *m)
     for (size_t i = 0; i < m->n_buckets; i++) {
         for (struct st_map_node *node = m->buckets[i], *next; node != NULL; node = next) {
             next = node->next;
-            size_t j = hash_bytes(node->key, node->len) & (n - 1);
+            size_t j = bg_fnv1a64(node->key, node->len) & (n - 1);
             node->next = b[j];
             b[j] = node;
         }
@@ -120,7 +111,7 @@ map_put(struct st_map *m, const char *key, size_t len, void *value, char **store
     node->value = value;
     if (stored != NULL)
         *stored = node->key;
-    struct st_map_node **slot = &m->buckets[hash_bytes(key, len) & (m->n_buckets - 1)];
+    struct st_map_node **slot = &m->buckets[bg_fnv1a64(key, len) & (m->n_buckets - 1)];
     node->next = *slot;
     *slot = node;
     m->size++;
@@ -163,7 +154,8 @@ struct st_item {
     struct st_item *next;
     struct st_conv *conv;
     char id[48];
-    char *raw; /* the msgpack entry, owned */
+    char key[64]; /* "<partition>/<id>": ids are unique within one stream only */
+    char *raw;    /* the msgpack entry, owned */
     size_t raw_len;
     bg_entry entry; /* slices into raw */
     int decoded;
@@ -175,6 +167,7 @@ struct st_item {
 
 struct st_conv {
     bg_dispatcher *d;
+    unsigned part;   /* every entry of a conversation is in one partition */
     const char *key; /* the conversation key (the map's copy) */
     size_t key_len;
     struct st_item *head, *tail;
@@ -185,7 +178,31 @@ struct st_conv {
     h2o_linklist_t ready_link;
 };
 
-enum { PHASE_OWN_PENDING, PHASE_NEW };
+/*
+ * A partition (botgate/partition.h) as this dispatcher sees it:
+ *
+ *   NONE ──lease won──▶ CLAIM ──all pending taken (XAUTOCLAIM)──▶ ACTIVE (read with ">")
+ *     ▲                   │                                          │
+ *     └───lease lost──────┴────────────── more than the fair share ──▶ RELEASING
+ *     └───────────── nothing of it in flight: lease given back ◀────────┘
+ *
+ * `epoch` changes whenever what is held of the partition is dropped: an answer to a read
+ * issued before that carries the old epoch and is ignored (its entries stay pending in
+ * Redis, for the claim of whoever holds the lease next, this dispatcher included).
+ */
+enum { PART_NONE, PART_CLAIM, PART_ACTIVE, PART_RELEASING };
+
+struct st_part {
+    char *stream; /* redis.stream, or "<redis.stream>:p<k>" */
+    char *retry;  /* "<stream>:retry": attempt counts of its entries */
+    char *lease;  /* "<redis.stream>:lease:<k>": the owner's consumer name */
+    int state;
+    unsigned epoch;
+    unsigned read_epoch; /* the epoch when the read in flight was sent */
+    int group_ready;     /* XGROUP CREATE answered on this reader connection */
+    char cursor[48];     /* PART_CLAIM: XAUTOCLAIM's cursor */
+    size_t in_flight;    /* deliveries of its entries in progress */
+};
 
 struct bg_dispatcher {
     h2o_loop_t *loop;
@@ -194,8 +211,16 @@ struct bg_dispatcher {
     bg_redis *writer; /* outcomes */
     bg_http *http;
     char consumer[128];
-    char stream_retry[256]; /* <stream>:retry */
-    char stream_dlq[256];   /* <stream>:dlq */
+    char stream_dlq[256];  /* <stream>:dlq */
+    char members[256];     /* <stream>:members: live dispatchers, by lease expiry */
+    struct st_part *parts; /* redis.partitions */
+    size_t n_parts;
+    int64_t lease_ms;        /* bot.claim_idle_s: a silent owner loses its partitions */
+    int64_t lease_until;     /* loop ms: our leases are surely valid until then */
+    int64_t balance_sent_at; /* loop ms */
+    int balancing;           /* the balance script is out */
+    int handed_over;         /* stopped, and the leases were given back */
+    int op_part;             /* the partition of the claim step in flight */
     char block_ms[16];
     bg_backoff backoff;
     size_t concurrency, read_ahead;
@@ -206,11 +231,8 @@ struct bg_dispatcher {
     h2o_linklist_t ready;
     struct st_conv **heap;
     size_t heap_n, heap_cap;
-    bg_timer retry_timer, claim_timer, touch_timer, read_retry_timer;
-    int phase;
-    char own_cursor[48];   /* PHASE_OWN_PENDING: last id read */
-    char claim_cursor[48]; /* XAUTOCLAIM's cursor */
-    int reading, claiming, stopped;
+    bg_timer retry_timer, balance_timer, read_retry_timer;
+    int reading, stopped;
     bg_server_metrics *metrics; /* NULL: nothing is counted */
     bg_failures *failures;      /* NULL: nothing is recorded */
     bg_access_log *access_log;  /* NULL: no lines */
@@ -218,6 +240,8 @@ struct bg_dispatcher {
 
 static void pump(bg_dispatcher *d);
 static void maybe_read(bg_dispatcher *d);
+static void maybe_hand_over(bg_dispatcher *d);
+static void lose_all(bg_dispatcher *d, const char *why);
 
 static int64_t
 wall_ms(void)
@@ -508,17 +532,29 @@ conv_drop_if_idle(bg_dispatcher *d, struct st_conv *c)
     free(c);
 }
 
+/* A partition whose entries may be held and delivered now. */
+static int
+part_live(const bg_dispatcher *d, unsigned k)
+{
+    return d->parts[k].state == PART_CLAIM || d->parts[k].state == PART_ACTIVE;
+}
+
 /*
- * Takes an entry read from the stream (raw msgpack copied), with its attempt count and
- * next time from the retry hash (attempt 0 when none). Items already held are ignored:
- * XAUTOCLAIM and a re-read of our own pending entries can return them again.
+ * Takes an entry read from partition k's stream (raw msgpack copied), with its attempt
+ * count and next time from the retry hash (attempt 0 when none), if k is still held in
+ * the epoch the read was sent in. Items already held are ignored: a claim can return
+ * them again.
  */
 static void
-hold(bg_dispatcher *d, const char *id, const char *raw, size_t raw_len, int attempt,
-     int64_t next_wall_ms, long last_status)
+hold(bg_dispatcher *d, unsigned k, unsigned epoch, const char *id, const char *raw, size_t raw_len,
+     int attempt, int64_t next_wall_ms, long last_status)
 {
     size_t idlen = strlen(id);
-    if (idlen >= sizeof(((struct st_item *)0)->id) || map_get(&d->items, id, idlen) != NULL)
+    char key[64];
+    int keylen = snprintf(key, sizeof(key), "%u/%s", k, id);
+    if (!part_live(d, k) || d->parts[k].epoch != epoch ||
+        idlen >= sizeof(((struct st_item *)0)->id) || keylen >= (int)sizeof(key) ||
+        map_get(&d->items, key, (size_t)keylen) != NULL)
         return;
     struct st_item *it = calloc(1, sizeof(*it));
     if (it == NULL || (it->raw = malloc(raw_len ? raw_len : 1)) == NULL) {
@@ -526,6 +562,7 @@ hold(bg_dispatcher *d, const char *id, const char *raw, size_t raw_len, int atte
         return;
     }
     memcpy(it->id, id, idlen + 1);
+    memcpy(it->key, key, (size_t)keylen + 1);
     memcpy(it->raw, raw, raw_len);
     it->raw_len = raw_len;
     it->attempt = attempt;
@@ -533,18 +570,20 @@ hold(bg_dispatcher *d, const char *id, const char *raw, size_t raw_len, int atte
     it->decoded = bg_entry_decode(&it->entry, it->raw, it->raw_len) == 0;
     /* The conversation key: its id, or this entry alone when it has none (or is
      * unreadable: it is dead-lettered on its own). */
-    char keybuf[64];
-    const char *key;
-    size_t keylen;
+    char convbuf[64];
+    const char *conv;
+    size_t convlen;
     if (it->decoded && it->entry.conversation_id.p != NULL) {
-        key = it->entry.conversation_id.p;
-        keylen = it->entry.conversation_id.len;
+        conv = it->entry.conversation_id.p;
+        convlen = it->entry.conversation_id.len;
     } else {
-        keylen = (size_t)snprintf(keybuf, sizeof(keybuf), "\x01%s", id);
-        key = keybuf;
+        convlen = (size_t)snprintf(convbuf, sizeof(convbuf), "\x01%s", it->key);
+        conv = convbuf;
     }
-    struct st_conv *c = conv_get(d, key, keylen);
-    if (c == NULL || map_put(&d->items, id, idlen, it, NULL) != 0) {
+    struct st_conv *c = conv_get(d, conv, convlen);
+    if (c != NULL)
+        c->part = k;
+    if (c == NULL || map_put(&d->items, it->key, strlen(it->key), it, NULL) != 0) {
         item_free(it);
         if (c != NULL)
             conv_drop_if_idle(d, c);
@@ -577,12 +616,49 @@ release_head(bg_dispatcher *d, struct st_conv *c)
     c->head = it->next;
     if (c->head == NULL)
         c->tail = NULL;
-    map_del(&d->items, it->id, strlen(it->id));
+    map_del(&d->items, it->key, strlen(it->key));
     item_free(it);
     d->held--;
     c->due_ms = 0;
     schedule(d, c);
     conv_drop_if_idle(d, c);
+}
+
+/*
+ * Forgets what is held of c without settling it: the entries stay pending in Redis, for
+ * whoever holds the partition's lease next (a claim takes them in id order). A head being
+ * delivered stays until its attempt ends.
+ */
+static void
+conv_forget(bg_dispatcher *d, struct st_conv *c)
+{
+    struct st_item **p = &c->head;
+    if (c->call != NULL && *p != NULL)
+        p = &(*p)->next;
+    while (*p != NULL) {
+        struct st_item *it = *p;
+        *p = it->next;
+        map_del(&d->items, it->key, strlen(it->key));
+        item_free(it);
+        d->held--;
+    }
+    c->tail = c->head;
+    conv_drop_if_idle(d, c);
+}
+
+/* Partition k is no longer ours to deliver (lease lost or being given back). */
+static void
+drop_part(bg_dispatcher *d, unsigned k)
+{
+    d->parts[k].epoch++;
+    for (size_t b = 0; b < d->convs.n_buckets; b++) {
+        for (struct st_map_node *node = d->convs.buckets[b], *next; node != NULL; node = next) {
+            next = node->next;
+            struct st_conv *c = node->value;
+            if (c->part == k)
+                conv_forget(d, c);
+        }
+    }
 }
 
 /* ---- outcomes: written through the shared connection ----------------------------------- */
@@ -597,7 +673,7 @@ static const char ack_script[] = "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\
 static const char dead_script[] =
     "redis.call('XADD', KEYS[3], '*', 'entry', ARGV[3], 'reason', ARGV[4], 'attempts', "
     "ARGV[5], 'last_status', ARGV[6], 'error', ARGV[7], 'original_id', ARGV[2], "
-    "'failed_at_ms', ARGV[8])\n"
+    "'failed_at_ms', ARGV[8], 'stream', KEYS[1])\n"
     "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
     "redis.call('HDEL', KEYS[2], ARGV[2])\n"
@@ -650,8 +726,9 @@ write_outcome(bg_dispatcher *d, const char *what, int argc, const char **argv, c
 static void
 record_ack(bg_dispatcher *d, struct st_item *it)
 {
-    const char *argv[] = {"EVAL",          ack_script,        "2",   d->cfg->redis.stream,
-                          d->stream_retry, BG_CONSUMER_GROUP, it->id};
+    const struct st_part *part = &d->parts[it->conv->part];
+    const char *argv[] = {"EVAL",      ack_script,        "2",   part->stream,
+                          part->retry, BG_CONSUMER_GROUP, it->id};
     write_outcome(d, "acknowledgement", 7, argv, NULL);
 }
 
@@ -662,20 +739,10 @@ record_dead(bg_dispatcher *d, struct st_item *it, const char *reason)
     snprintf(attempts, sizeof(attempts), "%d", it->attempt);
     snprintf(status, sizeof(status), "%ld", it->last_status);
     snprintf(at, sizeof(at), "%" PRId64, wall_ms());
-    const char *argv[] = {"EVAL",
-                          dead_script,
-                          "3",
-                          d->cfg->redis.stream,
-                          d->stream_retry,
-                          d->stream_dlq,
-                          BG_CONSUMER_GROUP,
-                          it->id,
-                          it->raw,
-                          reason,
-                          attempts,
-                          status,
-                          it->last_error,
-                          at};
+    const struct st_part *part = &d->parts[it->conv->part];
+    const char *argv[] = {
+        "EVAL", dead_script, "3",    part->stream, part->retry, d->stream_dlq,  BG_CONSUMER_GROUP,
+        it->id, it->raw,     reason, attempts,     status,      it->last_error, at};
     size_t lens[14];
     for (int i = 0; i < 14; i++)
         lens[i] = strlen(argv[i]);
@@ -693,7 +760,7 @@ record_retry(bg_dispatcher *d, struct st_item *it, int64_t next_wall)
 {
     char value[64];
     snprintf(value, sizeof(value), "%d %" PRId64 " %ld", it->attempt, next_wall, it->last_status);
-    const char *argv[] = {"HSET", d->stream_retry, it->id, value};
+    const char *argv[] = {"HSET", d->parts[it->conv->part].retry, it->id, value};
     write_outcome(d, "retry state", 4, argv, NULL);
 }
 
@@ -717,6 +784,7 @@ on_delivered(const bg_http_result *res, void *data)
     struct st_item *it = c->head;
     c->call = NULL;
     d->in_flight--;
+    d->parts[c->part].in_flight--;
     count_in_flight(d);
     it->last_status = res->curl_code == CURLE_OK ? res->status : 0;
     note_failure(it, res);
@@ -764,7 +832,10 @@ on_delivered(const bg_http_result *res, void *data)
                     it->attempt, what, dec.delay_ms);
         record_retry(d, it, next_wall);
         c->due_ms = loop_ms(d) + dec.delay_ms;
-        schedule(d, c);
+        if (part_live(d, c->part))
+            schedule(d, c);
+        else
+            conv_forget(d, c); /* the partition went meanwhile: its next owner retries */
         break;
     }
     }
@@ -845,6 +916,7 @@ deliver(bg_dispatcher *d, struct st_conv *c)
         return;
     }
     d->in_flight++;
+    d->parts[c->part].in_flight++;
     count_in_flight(d);
 }
 
@@ -852,6 +924,11 @@ deliver(bg_dispatcher *d, struct st_conv *c)
 static void
 pump(bg_dispatcher *d)
 {
+    /* Our leases were last renewed too long ago (Redis unreachable): another dispatcher
+     * may hold them by now, so nothing more is started here until they are ours again. */
+    if (loop_ms(d) > d->lease_until)
+        lose_all(d, "the leases could not be renewed in time");
+    maybe_hand_over(d);
     while (!d->stopped && d->in_flight < d->concurrency && !h2o_linklist_is_empty(&d->ready)) {
         struct st_conv *c = H2O_STRUCT_FROM_MEMBER(struct st_conv, ready_link, d->ready.next);
         h2o_linklist_unlink(&c->ready_link);
@@ -863,9 +940,11 @@ pump(bg_dispatcher *d)
 
 /* ---- reading ------------------------------------------------------------------------------ */
 
-/* A read or claimed batch waits here for its retry state (HMGET) before it is held. */
+/* A read or claimed batch of one partition waits here for its retry state (HMGET) before
+ * it is held; epoch is the partition's when the read was sent. */
 struct st_batch {
     bg_dispatcher *d;
+    unsigned part, epoch;
     size_t n;
     char **ids;
     char **raws;
@@ -899,7 +978,8 @@ on_retry_state(bg_redis *redis, redisReply *reply, int err, void *data)
         if (err == 0 && reply->type == REDIS_REPLY_ARRAY && i < reply->elements &&
             reply->element[i]->type == REDIS_REPLY_STRING)
             sscanf(reply->element[i]->str, "%d %lld %ld", &attempt, &next, &status);
-        hold(d, b->ids[i], b->raws[i], b->raw_lens[i], attempt, (int64_t)next, status);
+        hold(d, b->part, b->epoch, b->ids[i], b->raws[i], b->raw_lens[i], attempt, (int64_t)next,
+             status);
     }
     batch_free(b);
     pump(d);
@@ -920,12 +1000,12 @@ entry_field(const redisReply *fields)
 }
 
 /*
- * Takes a list of stream entries ([id, [field, value, ...]] each; [id, nil] for an entry
- * deleted while pending). Deleted ones are acknowledged away; the others are held, after
- * their retry state was looked up. Returns the last id seen (into last, may be NULL).
+ * Takes a list of partition k's stream entries ([id, [field, value, ...]] each; [id, nil]
+ * for an entry deleted while pending). Deleted ones are acknowledged away; the others are
+ * held, after their retry state was looked up, if k is still in epoch by then.
  */
 static void
-take_entries(bg_dispatcher *d, const redisReply *list, char *last, size_t lastlen)
+take_entries(bg_dispatcher *d, unsigned k, unsigned epoch, const redisReply *list)
 {
     if (list == NULL || list->type != REDIS_REPLY_ARRAY || list->elements == 0)
         return;
@@ -933,6 +1013,8 @@ take_entries(bg_dispatcher *d, const redisReply *list, char *last, size_t lastle
     if (b == NULL)
         return;
     b->d = d;
+    b->part = k;
+    b->epoch = epoch;
     b->ids = calloc(list->elements, sizeof(char *));
     b->raws = calloc(list->elements, sizeof(char *));
     b->raw_lens = calloc(list->elements, sizeof(size_t));
@@ -948,12 +1030,10 @@ take_entries(bg_dispatcher *d, const redisReply *list, char *last, size_t lastle
             e->element[0]->type != REDIS_REPLY_STRING)
             continue;
         const char *id = e->element[0]->str;
-        if (last != NULL)
-            snprintf(last, lastlen, "%s", id);
         const redisReply *v = entry_field(e->element[1]);
         if (v == NULL) {
             /* deleted (or not ours): nothing to deliver, nothing to keep pending */
-            const char *ack[] = {"XACK", d->cfg->redis.stream, BG_CONSUMER_GROUP, id};
+            const char *ack[] = {"XACK", d->parts[k].stream, BG_CONSUMER_GROUP, id};
             write_outcome(d, "acknowledgement of a deleted entry", 4, ack, NULL);
             continue;
         }
@@ -973,12 +1053,39 @@ take_entries(bg_dispatcher *d, const redisReply *list, char *last, size_t lastle
     }
     d->incoming += b->n; /* counted against read_ahead until held */
     argv[0] = "HMGET";
-    argv[1] = d->stream_retry;
+    argv[1] = d->parts[k].retry;
     for (size_t i = 0; i < b->n; i++)
         argv[2 + i] = b->ids[i];
     if (bg_redis_command(d->writer, on_retry_state, b, (int)b->n + 2, argv, NULL) != 0)
         on_retry_state(d->writer, NULL, BG_EREDIS_DOWN, b);
     free(argv);
+}
+
+/* A failed read or claim step: counted, and tried again after a pause. */
+static int
+read_failed(bg_dispatcher *d, const char *what, redisReply *reply, int err)
+{
+    if (err == 0 && reply->type != REDIS_REPLY_ERROR)
+        return 0;
+    count_redis_error(d, err != 0 ? err : BG_EREDIS_ERROR);
+    if (err == 0)
+        bg_log_warn("dispatch", "%s refused: %.*s", what, (int)reply->len, reply->str);
+    bg_timer_start(&d->read_retry_timer, err != 0 ? 500 : 1000);
+    return 1;
+}
+
+/* Every partition held goes back to CLAIM: its group is made sure of and what is pending
+ * in it is taken again (what is held already is ignored), before ">" reads resume. */
+static void
+reclaim_all(bg_dispatcher *d)
+{
+    for (size_t k = 0; k < d->n_parts; k++) {
+        d->parts[k].group_ready = 0;
+        if (part_live(d, (unsigned)k)) {
+            d->parts[k].state = PART_CLAIM;
+            strcpy(d->parts[k].cursor, "0-0");
+        }
+    }
 }
 
 static void
@@ -987,35 +1094,77 @@ on_read(bg_redis *redis, redisReply *reply, int err, void *data)
     (void)redis;
     bg_dispatcher *d = data;
     d->reading = 0;
-    if (err != 0) {
-        count_redis_error(d, err);
-        bg_timer_start(&d->read_retry_timer, 500);
+    if (read_failed(d, "XREADGROUP", reply, err)) {
+        if (err == 0 && strncmp(reply->str, "NOGROUP", 7) == 0)
+            reclaim_all(d); /* the group went (FLUSHALL, a fresh master): made again */
         return;
     }
-    if (reply->type == REDIS_REPLY_ERROR) {
-        count_redis_error(d, BG_EREDIS_ERROR);
-        bg_log_warn("dispatch", "XREADGROUP refused: %.*s", (int)reply->len, reply->str);
-        if (strncmp(reply->str, "NOGROUP", 7) == 0)
-            d->phase = PHASE_OWN_PENDING, strcpy(d->own_cursor, "0");
-        bg_timer_start(&d->read_retry_timer, 1000);
-        return;
-    }
-    const redisReply *entries = NULL;
-    if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
-        reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements == 2)
-        entries = reply->element[0]->element[1];
-    if (d->phase == PHASE_OWN_PENDING) {
-        if (entries == NULL || entries->elements == 0) {
-            d->phase = PHASE_NEW; /* our earlier life's entries are all back */
-        } else {
-            take_entries(d, entries, d->own_cursor, sizeof(d->own_cursor));
-        }
-    } else {
-        take_entries(d, entries, NULL, 0);
+    /* [[stream, [entry, ...]], ...] for the streams that had something */
+    for (size_t i = 0; reply->type == REDIS_REPLY_ARRAY && i < reply->elements; i++) {
+        const redisReply *s = reply->element[i];
+        if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
+            s->element[0]->type != REDIS_REPLY_STRING)
+            continue;
+        for (size_t k = 0; k < d->n_parts; k++)
+            if (strcmp(d->parts[k].stream, s->element[0]->str) == 0)
+                take_entries(d, (unsigned)k, d->parts[k].read_epoch, s->element[1]);
     }
     maybe_read(d);
 }
 
+static void
+on_group_created(bg_redis *redis, redisReply *reply, int err, void *data)
+{
+    (void)redis;
+    bg_dispatcher *d = data;
+    d->reading = 0;
+    if (err == 0 && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "BUSYGROUP", 9) == 0)
+        err = 0, reply->type = REDIS_REPLY_STATUS;
+    if (read_failed(d, "XGROUP CREATE", reply, err))
+        return;
+    d->parts[d->op_part].group_ready = 1;
+    maybe_read(d);
+}
+
+/*
+ * A claim step: XAUTOCLAIM with no idle minimum takes every entry pending in the
+ * partition, whoever read it (the lease's previous owner, dead or gone, or this
+ * dispatcher's earlier life), in id order. Once the cursor is back at 0-0 the partition is
+ * ACTIVE: only then are new entries read, so none overtakes an older one of its
+ * conversation.
+ */
+static void
+on_claimed(bg_redis *redis, redisReply *reply, int err, void *data)
+{
+    (void)redis;
+    bg_dispatcher *d = data;
+    d->reading = 0;
+    if (read_failed(d, "XAUTOCLAIM", reply, err))
+        return;
+    struct st_part *p = &d->parts[d->op_part];
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING) {
+        bg_timer_start(&d->read_retry_timer, 1000);
+        return;
+    }
+    if (p->state == PART_CLAIM && p->epoch == p->read_epoch) {
+        if (reply->element[1]->type == REDIS_REPLY_ARRAY && reply->element[1]->elements > 0) {
+            bg_log_info("dispatch", "%s: took %zu pending entries", p->stream,
+                        reply->element[1]->elements);
+            take_entries(d, (unsigned)d->op_part, p->epoch, reply->element[1]);
+        }
+        snprintf(p->cursor, sizeof(p->cursor), "%s", reply->element[0]->str);
+        if (strcmp(p->cursor, "0-0") == 0)
+            p->state = PART_ACTIVE;
+    }
+    maybe_read(d);
+}
+
+/*
+ * One operation at a time on the reader connection, so that a partition's claim and its
+ * reads are answered in the order they were sent: first the partitions being claimed
+ * (group, then XAUTOCLAIM pages), then one blocking XREADGROUP over every ACTIVE one.
+ */
 static void
 maybe_read(bg_dispatcher *d)
 {
@@ -1024,20 +1173,57 @@ maybe_read(bg_dispatcher *d)
         return;
     size_t room = d->read_ahead - d->held - d->incoming;
     char count[16];
-    snprintf(count, sizeof(count), "%zu", room < READ_BATCH ? room : READ_BATCH);
-    int rc;
-    if (d->phase == PHASE_OWN_PENDING) {
-        const char *argv[] = {"XREADGROUP", "GROUP",   BG_CONSUMER_GROUP,    d->consumer,  "COUNT",
-                              count,        "STREAMS", d->cfg->redis.stream, d->own_cursor};
-        rc = bg_redis_command(d->reader, on_read, d, 9, argv, NULL);
-    } else {
-        const char *argv[] = {
-            "XREADGROUP", "GROUP",     BG_CONSUMER_GROUP, d->consumer,          "COUNT", count,
-            "BLOCK",      d->block_ms, "STREAMS",         d->cfg->redis.stream, ">"};
-        rc = bg_redis_command(d->reader, on_read, d, 11, argv, NULL);
+    for (size_t k = 0; k < d->n_parts; k++) {
+        struct st_part *p = &d->parts[k];
+        if (p->state != PART_CLAIM)
+            continue;
+        d->op_part = (int)k;
+        p->read_epoch = p->epoch;
+        int rc;
+        if (!p->group_ready) {
+            const char *argv[] = {"XGROUP",          "CREATE", p->stream,
+                                  BG_CONSUMER_GROUP, "0",      "MKSTREAM"};
+            rc = bg_redis_command(d->reader, on_group_created, d, 6, argv, NULL);
+        } else {
+            snprintf(count, sizeof(count), "%zu", room < CLAIM_BATCH ? room : CLAIM_BATCH);
+            const char *argv[] = {"XAUTOCLAIM", p->stream, BG_CONSUMER_GROUP, d->consumer,
+                                  "0",          p->cursor, "COUNT",           count};
+            rc = bg_redis_command(d->reader, on_claimed, d, 8, argv, NULL);
+        }
+        d->reading = rc == 0;
+        return;
     }
-    if (rc == 0)
-        d->reading = 1;
+    size_t n_active = 0;
+    for (size_t k = 0; k < d->n_parts; k++)
+        n_active += d->parts[k].state == PART_ACTIVE;
+    if (n_active == 0)
+        return;
+    /* COUNT is per stream */
+    size_t per = room / n_active;
+    snprintf(count, sizeof(count), "%zu", per < 1 ? 1 : per > READ_BATCH ? READ_BATCH : per);
+    const char **argv = calloc(9 + 2 * n_active, sizeof(char *));
+    if (argv == NULL)
+        return;
+    int n = 0;
+    argv[n++] = "XREADGROUP";
+    argv[n++] = "GROUP";
+    argv[n++] = BG_CONSUMER_GROUP;
+    argv[n++] = d->consumer;
+    argv[n++] = "COUNT";
+    argv[n++] = count;
+    argv[n++] = "BLOCK";
+    argv[n++] = d->block_ms;
+    argv[n++] = "STREAMS";
+    for (size_t k = 0; k < d->n_parts; k++) {
+        if (d->parts[k].state == PART_ACTIVE) {
+            argv[n++] = d->parts[k].stream;
+            d->parts[k].read_epoch = d->parts[k].epoch;
+        }
+    }
+    for (size_t i = 0; i < n_active; i++)
+        argv[n++] = ">";
+    d->reading = bg_redis_command(d->reader, on_read, d, n, argv, NULL) == 0;
+    free(argv);
 }
 
 static void
@@ -1046,103 +1232,233 @@ on_read_retry(bg_timer *t)
     maybe_read(t->data);
 }
 
-static void
-on_group_created(bg_redis *redis, redisReply *reply, int err, void *data)
-{
-    (void)redis;
-    bg_dispatcher *d = data;
-    if (err == 0 && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "BUSYGROUP", 9) != 0)
-        bg_log_warn("dispatch", "XGROUP CREATE refused: %.*s", (int)reply->len, reply->str);
-    maybe_read(d);
-}
-
-/* Each (re)connection of the reader: make sure the group exists, then take back what
- * this consumer left pending before reading new entries. */
+/* Each (re)connection of the reader: the groups are made sure of, and what this consumer
+ * left pending (a read whose answer the lost connection took with it) is taken back. */
 static void
 on_reader_ready(bg_redis *redis, void *data)
 {
+    (void)redis;
     bg_dispatcher *d = data;
-    d->phase = PHASE_OWN_PENDING;
-    strcpy(d->own_cursor, "0");
     d->reading = 0;
-    const char *argv[] = {"XGROUP",          "CREATE", d->cfg->redis.stream,
-                          BG_CONSUMER_GROUP, "0",      "MKSTREAM"};
-    bg_redis_command(redis, on_group_created, d, 6, argv, NULL);
+    reclaim_all(d);
+    maybe_read(d);
 }
 
-/* ---- claiming and touching ------------------------------------------------------------- */
+/* ---- partition leases ------------------------------------------------------------------
+ *
+ *   <stream>:members   sorted set: consumer name → when its membership lapses (Redis ms)
+ *   <stream>:lease:<k> string: the consumer name of partition k's owner, PX lease_ms
+ *
+ * Every min(lease_ms/3, 1 s) each dispatcher runs the balance script: it renews its
+ * membership and the leases it holds, gives back those it was asked to, and takes free
+ * partitions up to its fair share, ceil(partitions / live members), looking from an
+ * offset of its own so that dispatchers starting together spread out. A dispatcher that
+ * stops renewing (killed, cut off from Redis) loses its leases lease_ms later; the others
+ * take them, claim the pending entries and go on in id order. One holding more than its
+ * fair share (a member joined) gives the extra partitions back once nothing of them is in
+ * flight, so that one conversation is never delivered by two dispatchers at once.
+ *
+ * The reply is {fair share, {partitions held}}. Time is Redis's (TIME), so that the
+ * dispatchers' clocks need not agree.
+ */
+static const char balance_script[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local me, lease = ARGV[1], tonumber(ARGV[2])\n"
+    "redis.call('ZADD', KEYS[1], now + lease, me)\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n"
+    "local n = #KEYS - 1\n"
+    "local fair = math.ceil(n / redis.call('ZCARD', KEYS[1]))\n"
+    "for k in string.gmatch(ARGV[4], '%d+') do\n"
+    "  local key = KEYS[tonumber(k) + 2]\n"
+    "  if key and redis.call('GET', key) == me then redis.call('DEL', key) end\n"
+    "end\n"
+    "local held = {}\n"
+    "for i = 2, #KEYS do\n"
+    "  if redis.call('GET', KEYS[i]) == me then\n"
+    "    redis.call('PEXPIRE', KEYS[i], lease)\n"
+    "    held[#held + 1] = i - 2\n"
+    "  end\n"
+    "end\n"
+    "if ARGV[5] == '1' then\n"
+    "  for j = 0, n - 1 do\n"
+    "    if #held >= fair then break end\n"
+    "    local k = (tonumber(ARGV[3]) + j) % n\n"
+    "    if redis.call('SET', KEYS[k + 2], me, 'NX', 'PX', lease) then held[#held + 1] = k end\n"
+    "  end\n"
+    "end\n"
+    "return {fair, held}\n";
+
+/* Forgets every partition held; returns how many there were. */
+static size_t
+drop_all(bg_dispatcher *d)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < d->n_parts; k++) {
+        if (d->parts[k].state != PART_NONE) {
+            d->parts[k].state = PART_NONE;
+            drop_part(d, (unsigned)k);
+            n++;
+        }
+    }
+    return n;
+}
 
 static void
-on_claimed(bg_redis *redis, redisReply *reply, int err, void *data)
+lose_all(bg_dispatcher *d, const char *why)
+{
+    size_t lost = drop_all(d);
+    if (lost > 0)
+        bg_log_warn("dispatch", "%zu partition(s) given up: %s", lost, why);
+}
+
+static uint64_t
+balance_period_ms(const bg_dispatcher *d)
+{
+    return d->lease_ms / 3 < 1000 ? (uint64_t)(d->lease_ms / 3) : 1000;
+}
+
+static void
+on_balanced(bg_redis *redis, redisReply *reply, int err, void *data)
 {
     (void)redis;
     bg_dispatcher *d = data;
-    d->claiming = 0;
-    if (err != 0 || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
-        reply->element[0]->type != REDIS_REPLY_STRING)
+    d->balancing = 0;
+    if (d->handed_over)
         return;
-    snprintf(d->claim_cursor, sizeof(d->claim_cursor), "%s", reply->element[0]->str);
-    if (reply->element[1]->type == REDIS_REPLY_ARRAY && reply->element[1]->elements > 0) {
-        bg_log_info("dispatch", "claimed %zu entries left pending by another consumer",
-                    reply->element[1]->elements);
-        take_entries(d, reply->element[1], NULL, 0);
+    if (err != 0 || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER ||
+        reply->element[1]->type != REDIS_REPLY_ARRAY) {
+        count_redis_error(d, err != 0 ? err : BG_EREDIS_ERROR);
+        if (err == 0 && reply->type == REDIS_REPLY_ERROR)
+            bg_log_warn("dispatch", "partition balance refused: %.*s", (int)reply->len, reply->str);
+        return; /* the leases run out at lease_until unless a later balance renews them */
     }
-}
-
-static void
-on_claim_timer(bg_timer *t)
-{
-    bg_dispatcher *d = t->data;
-    uint64_t every = (uint64_t)d->cfg->bot.claim_idle_s * 500;
-    bg_timer_start(&d->claim_timer, every > 0 ? every : 500);
-    if (d->stopped || d->claiming || d->held >= d->read_ahead)
+    d->lease_until = d->balance_sent_at + d->lease_ms;
+    size_t fair = (size_t)reply->element[0]->integer, live = 0, changed = 0;
+    char *held = calloc(d->n_parts, 1);
+    if (held == NULL)
         return;
-    char idle[24], count[16];
-    snprintf(idle, sizeof(idle), "%lld", (long long)d->cfg->bot.claim_idle_s * 1000);
-    snprintf(count, sizeof(count), "%d", CLAIM_BATCH);
-    const char *argv[] = {"XAUTOCLAIM", d->cfg->redis.stream, BG_CONSUMER_GROUP, d->consumer,
-                          idle,         d->claim_cursor,      "COUNT",           count};
-    if (bg_redis_command(d->writer, on_claimed, d, 8, argv, NULL) == 0)
-        d->claiming = 1;
+    const redisReply *list = reply->element[1];
+    for (size_t i = 0; i < list->elements; i++)
+        if (list->element[i]->type == REDIS_REPLY_INTEGER && list->element[i]->integer >= 0 &&
+            (size_t)list->element[i]->integer < d->n_parts)
+            held[list->element[i]->integer] = 1;
+    for (size_t k = 0; k < d->n_parts; k++) {
+        struct st_part *p = &d->parts[k];
+        if (held[k] && p->state == PART_NONE) {
+            p->state = PART_CLAIM;
+            p->epoch++;
+            strcpy(p->cursor, "0-0");
+            changed++;
+        } else if (!held[k] && p->state != PART_NONE) {
+            if (p->state != PART_RELEASING)
+                bg_log_warn("dispatch", "%s: lease lost to another dispatcher", p->stream);
+            p->state = PART_NONE;
+            drop_part(d, (unsigned)k);
+            changed++;
+        }
+        live += part_live(d, (unsigned)k);
+    }
+    free(held);
+    /* more than the fair share: the last ones go back, once their deliveries end */
+    for (size_t k = d->n_parts; k-- > 0 && live > fair;) {
+        if (part_live(d, (unsigned)k)) {
+            d->parts[k].state = PART_RELEASING;
+            drop_part(d, (unsigned)k);
+            live--;
+            changed++;
+        }
+    }
+    if (changed > 0)
+        bg_log_info("dispatch", "delivering %zu of %zu partition(s) (fair share %zu)", live,
+                    d->n_parts, fair);
+    pump(d);
 }
 
 /*
- * Resets the idle time of every entry held here (XCLAIM to ourselves, JUSTID: the
- * delivery count is left alone), so that no other consumer's XAUTOCLAIM takes an entry
- * that is waiting in our memory or being delivered right now.
+ * A dispatcher that stops (SIGTERM) gives its leases back and leaves the membership once
+ * nothing of its is in flight: its partitions go to the others at their next balance, not
+ * bot.claim_idle_s later. Sent after its last outcome write on the same connection, so the
+ * next owner finds every settled entry settled. With deliveries still running when the
+ * grace period ends, nothing is given back: the leases lapse.
  */
+static const char release_script[] =
+    "for i = 2, #KEYS do\n"
+    "  if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end\n"
+    "end\n"
+    "redis.call('ZREM', KEYS[1], ARGV[1])\n"
+    "return 1\n";
+
 static void
-on_touch_timer(bg_timer *t)
+maybe_hand_over(bg_dispatcher *d)
+{
+    if (!d->stopped || d->handed_over || d->in_flight > 0)
+        return;
+    const char **argv = calloc(d->n_parts + 5, sizeof(char *));
+    if (argv == NULL)
+        return;
+    d->handed_over = 1;
+    bg_timer_stop(&d->balance_timer);
+    bg_log_info("dispatch", "stopping: %zu partition(s) handed over to the other dispatchers",
+                drop_all(d));
+    char nkeys[16];
+    snprintf(nkeys, sizeof(nkeys), "%zu", d->n_parts + 1);
+    int a = 0;
+    argv[a++] = "EVAL";
+    argv[a++] = release_script;
+    argv[a++] = nkeys;
+    argv[a++] = d->members;
+    for (size_t k = 0; k < d->n_parts; k++)
+        argv[a++] = d->parts[k].lease;
+    argv[a++] = d->consumer;
+    write_outcome(d, "hand-over of the partitions", a, argv, NULL);
+    free(argv);
+}
+
+static void
+on_balance_timer(bg_timer *t)
 {
     bg_dispatcher *d = t->data;
-    uint64_t every = (uint64_t)d->cfg->bot.claim_idle_s * 1000 / 3;
-    bg_timer_start(&d->touch_timer, every > 0 ? every : 300);
-    if (d->items.size == 0)
+    bg_timer_start(&d->balance_timer, balance_period_ms(d));
+    if (d->balancing)
         return;
-    const char *argv[6 + TOUCH_BATCH + 1];
-    int n = 0;
-    for (size_t b = 0; b < d->items.n_buckets; b++) {
-        for (struct st_map_node *node = d->items.buckets[b]; node != NULL; node = node->next) {
-            if (n == 0) {
-                argv[0] = "XCLAIM";
-                argv[1] = d->cfg->redis.stream;
-                argv[2] = BG_CONSUMER_GROUP;
-                argv[3] = d->consumer;
-                argv[4] = "0";
-                n = 5;
-            }
-            argv[n++] = node->key;
-            if (n == 5 + TOUCH_BATCH) {
-                argv[n++] = "JUSTID";
-                write_outcome(d, "hold on entries", n, argv, NULL);
-                n = 0;
-            }
-        }
+    size_t n = d->n_parts;
+    const char **argv = calloc(n + 9, sizeof(char *));
+    char *release = calloc(n, 6);
+    if (argv == NULL || release == NULL) {
+        free(argv);
+        free(release);
+        return;
     }
-    if (n > 0) {
-        argv[n++] = "JUSTID";
-        write_outcome(d, "hold on entries", n, argv, NULL);
-    }
+    char nkeys[16], lease[24], offset[24];
+    snprintf(nkeys, sizeof(nkeys), "%zu", n + 1);
+    snprintf(lease, sizeof(lease), "%" PRId64, d->lease_ms);
+    snprintf(offset, sizeof(offset), "%" PRIu64,
+             bg_fnv1a64(d->consumer, strlen(d->consumer)) % (uint64_t)n);
+    size_t len = 0;
+    for (size_t k = 0; k < n; k++)
+        if (d->parts[k].state == PART_RELEASING && d->parts[k].in_flight == 0)
+            len += (size_t)sprintf(release + len, "%zu,", k);
+    int a = 0;
+    argv[a++] = "EVAL";
+    argv[a++] = balance_script;
+    argv[a++] = nkeys;
+    argv[a++] = d->members;
+    for (size_t k = 0; k < n; k++)
+        argv[a++] = d->parts[k].lease;
+    argv[a++] = d->consumer;
+    argv[a++] = lease;
+    argv[a++] = offset;
+    argv[a++] = release;
+    argv[a++] = d->stopped ? "0" : "1";
+    d->balance_sent_at = loop_ms(d);
+    if (bg_redis_command(d->writer, on_balanced, d, a, argv, NULL) == 0)
+        d->balancing = 1;
+    else
+        bg_timer_start(&d->balance_timer, 100); /* not connected yet */
+    free(argv);
+    free(release);
 }
 
 /* ---- life ------------------------------------------------------------------------------- */
@@ -1163,7 +1479,7 @@ bg_dispatcher_new(h2o_loop_t *loop, const bg_config *cfg, bg_redis *writer, bg_h
     /* The reader blocks in XREADGROUP for at most half the command deadline. */
     int block = cfg->redis.timeout_ms / 2;
     snprintf(d->block_ms, sizeof(d->block_ms), "%d", block > 1000 ? 1000 : block < 1 ? 1 : block);
-    d->reader = bg_redis_new(loop, cfg->redis.url, cfg->redis.timeout_ms, err, errlen);
+    d->reader = bg_redis_new_sibling(writer, err, errlen);
     if (d->reader == NULL) {
         free(d);
         return NULL;
@@ -1175,21 +1491,38 @@ bg_dispatcher_new(h2o_loop_t *loop, const bg_config *cfg, bg_redis *writer, bg_h
     else
         gethostname(host, sizeof(host) - 1);
     snprintf(d->consumer, sizeof(d->consumer), "%s%s", host, cfg->bot.consumer_suffix);
-    snprintf(d->stream_retry, sizeof(d->stream_retry), "%s:retry", cfg->redis.stream);
     snprintf(d->stream_dlq, sizeof(d->stream_dlq), "%s:dlq", cfg->redis.stream);
+    snprintf(d->members, sizeof(d->members), "%s:members", cfg->redis.stream);
+    d->lease_ms = (int64_t)cfg->bot.claim_idle_s * 1000;
     d->backoff =
         (bg_backoff){cfg->bot.backoff_initial_ms, cfg->bot.backoff_max_ms, cfg->bot.max_attempts};
     d->concurrency = (size_t)cfg->bot.concurrency;
     d->read_ahead = d->concurrency * 16 < 256 ? 256 : d->concurrency * 16;
     srand((unsigned)(wall_ms() ^ getpid())); /* back-off jitter only */
     h2o_linklist_init_anchor(&d->ready);
-    strcpy(d->own_cursor, "0");
-    strcpy(d->claim_cursor, "0-0");
     bg_timer_init(&d->retry_timer, loop, on_retry_timer, d);
-    bg_timer_init(&d->claim_timer, loop, on_claim_timer, d);
-    bg_timer_init(&d->touch_timer, loop, on_touch_timer, d);
+    bg_timer_init(&d->balance_timer, loop, on_balance_timer, d);
     bg_timer_init(&d->read_retry_timer, loop, on_read_retry, d);
     bg_redis_set_ready_cb(d->reader, on_reader_ready, d);
+    d->n_parts = (size_t)cfg->redis.partitions;
+    if ((d->parts = calloc(d->n_parts, sizeof(*d->parts))) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        bg_dispatcher_free(d);
+        return NULL;
+    }
+    for (size_t k = 0; k < d->n_parts; k++) {
+        struct st_part *p = &d->parts[k];
+        size_t n = strlen(cfg->redis.stream) + 32;
+        if ((p->stream = malloc(n)) == NULL || (p->retry = malloc(n)) == NULL ||
+            (p->lease = malloc(n)) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            bg_dispatcher_free(d);
+            return NULL;
+        }
+        bg_partition_stream(p->stream, n, cfg->redis.stream, cfg->redis.partitions, (unsigned)k);
+        snprintf(p->retry, n, "%s:retry", p->stream);
+        snprintf(p->lease, n, "%s:lease:%zu", cfg->redis.stream, k);
+    }
     return d;
 }
 
@@ -1199,14 +1532,14 @@ bg_dispatcher_start(bg_dispatcher *d)
     bg_log_info("dispatch", "delivering to %s as consumer %s of group %s (concurrency %zu)",
                 d->cfg->bot.url, d->consumer, BG_CONSUMER_GROUP, d->concurrency);
     bg_redis_start(d->reader);
-    bg_timer_start(&d->claim_timer, (uint64_t)d->cfg->bot.claim_idle_s * 500);
-    bg_timer_start(&d->touch_timer, (uint64_t)d->cfg->bot.claim_idle_s * 1000 / 3);
+    bg_timer_start(&d->balance_timer, 0);
 }
 
 void
 bg_dispatcher_stop(bg_dispatcher *d)
 {
     d->stopped = 1;
+    maybe_hand_over(d);
 }
 
 size_t
@@ -1245,8 +1578,13 @@ bg_dispatcher_free(bg_dispatcher *d)
     map_free(&d->items);
     free(d->heap);
     bg_timer_dispose(&d->retry_timer);
-    bg_timer_dispose(&d->claim_timer);
-    bg_timer_dispose(&d->touch_timer);
+    bg_timer_dispose(&d->balance_timer);
+    for (size_t k = 0; d->parts != NULL && k < d->n_parts; k++) {
+        free(d->parts[k].stream);
+        free(d->parts[k].retry);
+        free(d->parts[k].lease);
+    }
+    free(d->parts);
     bg_timer_dispose(&d->read_retry_timer);
     free(d);
 }

@@ -46,18 +46,23 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 /*
  * Moves one dead letter back, atomically. KEYS[1] the dead-letter stream, KEYS[2] the main
- * stream, ARGV[1] the full ID. Returns nil when there is no such entry, else {new ID,
- * entry bytes} (the bytes so that the caller can look at the token's expiry without a
- * second read). A letter without an `entry` field is an error and stays where it is. The
+ * stream (or, when the letter names the partition it came from in its `stream` field, that
+ * partition's stream: redis.partitions), ARGV[1] the full ID. Returns nil when there is no such
+ * entry, else {new ID, entry bytes} (the bytes so that the caller can look at the token's expiry
+ * without a second read). A letter without an `entry` field is an error and stays where it is. The
  * XADD has no MAXLEN, unlike ingress's: a replay must never trim undelivered entries.
  */
 static const char REPLAY_SCRIPT[] =
     "local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])[1]\n"
     "if e == nil then return false end\n"
     "local f = e[2]\n"
+    "local target = KEYS[2]\n"
+    "for i = 1, #f, 2 do\n"
+    "  if f[i] == '" BG_DLQ_FIELD_STREAM "' then target = f[i + 1] end\n"
+    "end\n"
     "for i = 1, #f, 2 do\n"
     "  if f[i] == '" BG_DLQ_FIELD_ENTRY "' then\n"
-    "    local id = redis.call('XADD', KEYS[2], '*', '" BG_DLQ_FIELD_ENTRY "', f[i + 1])\n"
+    "    local id = redis.call('XADD', target, '*', '" BG_DLQ_FIELD_ENTRY "', f[i + 1])\n"
     "    redis.call('XDEL', KEYS[1], ARGV[1])\n"
     "    return {id, f[i + 1]}\n"
     "  end\n"

@@ -127,7 +127,7 @@ serve(int argc, char **argv)
                             "request without a token is accepted. Development only.");
 
     bg_private_redis private_redis = {0};
-    if (cfg.redis.url[0] == '\0') {
+    if (cfg.redis.url[0] == '\0' && cfg.redis.sentinels.n == 0) {
         if (bg_private_redis_start(&private_redis, cfg.state_dir, err, sizeof(err)) != 0) {
             fprintf(stderr, "botgate: %s\n", err);
             status = 1;

@@ -1,6 +1,7 @@
 #include "botgate/queue.h"
 #include "botgate/error.h"
 #include "botgate/log.h"
+#include "botgate/partition.h"
 #include "botgate/relay_directory.h"
 
 #include <openssl/evp.h>
@@ -10,11 +11,11 @@
 #include <string.h>
 
 /*
- * The enqueue script. KEYS[1] is the stream; KEYS[2], when given, the de-duplication key
- * of (conversation id, activity id); the last key, when ARGV holds more than 3 values, the
- * conversation's directory entry (botgate/relay_directory.h). ARGV: maxlen, TTL in
- * seconds, the entry; then, for the directory, its TTL, serviceUrl, channelId, tenant id
- * and last-seen time (Unix ms).
+ * The enqueue script. KEYS[1] is the stream (the conversation's partition); KEYS[2], when
+ * given, the de-duplication key of (conversation id, activity id); the last key, when ARGV
+ * holds more than 3 values, the conversation's directory entry (botgate/relay_directory.h).
+ * ARGV: maxlen, TTL in seconds, the entry; then, for the directory, its TTL, serviceUrl,
+ * channelId, tenant id and last-seen time (Unix ms).
  *
  * It runs atomically, so "seen before?" and "append" cannot be separated by a crash or
  * by a concurrent writer from another pod: either both the entry and its marker exist,
@@ -48,6 +49,8 @@ static const char enqueue_script[] =
 struct bg_queue {
     bg_redis *redis;
     char *stream;
+    int partitions;
+    char **streams; /* each partition's stream (botgate/partition.h) */
     char maxlen[24];
     char ttl[16];
     char replicas[8];
@@ -60,6 +63,7 @@ struct bg_queue {
 /* One put in flight. Owns a copy of the arguments until the last reply. */
 struct st_queue_put {
     bg_queue *queue;
+    const char *stream; /* the conversation's partition */
     bg_queue_cb cb;
     void *data;
     int duplicate;
@@ -167,8 +171,8 @@ send_script(struct st_queue_put *put, int use_eval)
     lens[n++] = use_eval ? sizeof(enqueue_script) - 1 : 40;
     argv[n] = has_key && has_dir ? "3" : has_key || has_dir ? "2" : "1";
     lens[n++] = 1;
-    argv[n] = q->stream;
-    lens[n++] = strlen(q->stream);
+    argv[n] = put->stream;
+    lens[n++] = strlen(put->stream);
     if (has_key) {
         argv[n] = put->dedupe_key;
         lens[n++] = put->dedupe_len;
@@ -220,6 +224,8 @@ bg_queue_put(bg_queue *q, const bg_queue_item *item, bg_queue_cb cb, void *data)
     if (put == NULL)
         return BG_ENOMEM;
     put->queue = q;
+    const char *conv = item->conversation_id;
+    put->stream = q->streams[bg_partition_of(conv, conv != NULL ? strlen(conv) : 0, q->partitions)];
     put->cb = cb;
     put->data = data;
     put->entry = malloc(item->entry_len);
@@ -340,7 +346,22 @@ bg_queue_new(bg_redis *redis, const bg_config *cfg)
         return NULL;
     }
     q->redis = redis;
-    snprintf(q->maxlen, sizeof(q->maxlen), "%lld", cfg->redis.maxlen);
+    q->partitions = cfg->redis.partitions;
+    if ((q->streams = calloc((size_t)q->partitions, sizeof(char *))) == NULL) {
+        bg_queue_free(q);
+        return NULL;
+    }
+    for (int k = 0; k < q->partitions; k++) {
+        size_t n = strlen(q->stream) + 16;
+        if ((q->streams[k] = malloc(n)) == NULL) {
+            bg_queue_free(q);
+            return NULL;
+        }
+        bg_partition_stream(q->streams[k], n, q->stream, q->partitions, (unsigned)k);
+    }
+    /* redis.maxlen bounds the whole backlog: each partition takes its share */
+    long long share = (cfg->redis.maxlen + q->partitions - 1) / q->partitions;
+    snprintf(q->maxlen, sizeof(q->maxlen), "%lld", share);
     snprintf(q->ttl, sizeof(q->ttl), "%d", cfg->redis.dedupe_ttl_s);
     snprintf(q->dir_ttl, sizeof(q->dir_ttl), "%d", cfg->relay.directory_ttl_s);
     q->min_replicas = cfg->redis.min_replicas_ack;
@@ -362,6 +383,9 @@ bg_queue_free(bg_queue *q)
 {
     if (q == NULL)
         return;
+    for (int k = 0; q->streams != NULL && k < q->partitions; k++)
+        free(q->streams[k]);
+    free(q->streams);
     free(q->stream);
     free(q);
 }

@@ -15,6 +15,7 @@
 #include "botgate/error.h"
 #include "botgate/log.h"
 #include "botgate/redis_url.h"
+#include "botgate/sentinel.h"
 #include "botgate/timer.h"
 
 #include <async.h>
@@ -29,15 +30,25 @@
 #define BACKOFF_MAX_MS 2000
 #define HEARTBEAT_MS 1000
 
-enum { ST_IDLE, ST_CONNECTING, ST_HANDSHAKE, ST_READY, ST_CLOSED };
+enum { ST_IDLE, ST_RESOLVING, ST_CONNECTING, ST_HANDSHAKE, ST_READY, ST_CLOSED };
 
 struct bg_redis {
     h2o_loop_t *loop;
     int timeout_ms;
     /* target */
+    char *url_text; /* as configured: a sibling is made from it */
     bg_redis_url url;
-    char addr[64]; /* url.host resolved, numeric */
+    char addr[64]; /* url.host resolved, numeric; or the master the sentinels named */
+    int port;
     char target[300];
+    /* Sentinel mode: the master's address is asked for before every connection, and
+     * url's host and port are not used (its credentials and db are) */
+    bg_sentinel *sentinel;
+    bg_sentinel_question ask;
+    /* subscribed mode: after the handshake, SUBSCRIBE and nothing else */
+    char *sub_channel;
+    bg_redis_message_cb sub_cb;
+    void *sub_data;
     /* connection */
     redisAsyncContext *ac;
     int state;
@@ -162,7 +173,6 @@ static void drop_connection(bg_redis *r, const char *why);
 static void
 on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    (void)ac;
     struct st_redis_cmd *cmd = privdata;
     bg_redis_cb cb = cmd->cb;
     void *data = cmd->data;
@@ -170,8 +180,15 @@ on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     if (h2o_timeout_is_linked(&cmd->deadline))
         h2o_timeout_unlink(&cmd->deadline);
     free(cmd);
+    /* A master demoted under us answers writes with READONLY: behind Sentinel, that means
+     * a fail-over happened, and the connection must go and ask where the master is now. */
+    redisReply *rr = reply;
+    int demoted = r->sentinel != NULL && rr != NULL && rr->type == REDIS_REPLY_ERROR &&
+                  strncmp(rr->str, "READONLY", 8) == 0;
     if (cb != NULL)
         cb(r, reply, reply != NULL ? 0 : BG_EREDIS_DOWN, data);
+    if (demoted && r->ac == ac)
+        drop_connection(r, "READONLY: no longer the master");
 }
 
 static void
@@ -285,6 +302,52 @@ on_disconnect(const redisAsyncContext *ac, int status)
     schedule_reconnect(r);
 }
 
+/* ROLE's answer: ["master", offset, [replicas...]] on a master. */
+static int
+is_master_role(const redisReply *reply)
+{
+    return reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+           reply->element[0]->type == REDIS_REPLY_STRING &&
+           strcmp(reply->element[0]->str, "master") == 0;
+}
+
+/*
+ * Subscribed mode. hiredis keeps a subscription's callback for every message, so it gets
+ * no deadline and no struct of its own: privdata is r itself, which outlives the context
+ * (on free, hiredis calls it once more with NULL, which touches nothing). No heartbeat:
+ * a PING in subscribed mode would answer with a message that hiredis cannot match.
+ */
+static void
+on_sub_message(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redisReply *m = reply;
+    if (m == NULL)
+        return;
+    bg_redis *r = privdata;
+    if (ac != r->ac || m->type != REDIS_REPLY_ARRAY || m->elements != 3 ||
+        m->element[0]->type != REDIS_REPLY_STRING || strcmp(m->element[0]->str, "message") != 0 ||
+        m->element[2]->type != REDIS_REPLY_STRING)
+        return;
+    r->sub_cb(r, m->element[1]->str, m->element[2]->str, m->element[2]->len, r->sub_data);
+}
+
+static void
+subscribe(bg_redis *r)
+{
+    const char *argv[2] = {"SUBSCRIBE", r->sub_channel};
+    if (redisAsyncCommandArgv(r->ac, on_sub_message, r, 2, argv, NULL) != REDIS_OK)
+        drop_connection(r, "SUBSCRIBE could not be sent");
+}
+
+void
+bg_redis_subscribe(bg_redis *r, const char *channel, bg_redis_message_cb cb, void *data)
+{
+    free(r->sub_channel);
+    r->sub_channel = strdup(channel);
+    r->sub_cb = cb;
+    r->sub_data = data;
+}
+
 static void
 on_handshake_reply(bg_redis *r, redisReply *reply, int err, void *data)
 {
@@ -298,12 +361,20 @@ on_handshake_reply(bg_redis *r, redisReply *reply, int err, void *data)
         drop_connection(r, "handshake refused");
         return;
     }
-    if (strcmp(step, "PING") != 0)
+    if (strcmp(step, "ROLE") == 0 && !is_master_role(reply)) {
+        bg_log_warn("redis", "%s: not a master (yet): asking the sentinels again", r->target);
+        drop_connection(r, "not a master");
+        return;
+    }
+    if (strcmp(step, r->sentinel != NULL ? "ROLE" : "PING") != 0)
         return;
     bg_timer_stop(&r->connect_timer);
     r->state = ST_READY;
     r->backoff_ms = BACKOFF_INITIAL_MS;
-    bg_timer_start(&r->heartbeat_timer, HEARTBEAT_MS);
+    if (r->sub_channel != NULL)
+        subscribe(r);
+    else
+        bg_timer_start(&r->heartbeat_timer, HEARTBEAT_MS);
     bg_log_info("redis", "%s: connected", r->target);
     if (r->ready_cb != NULL)
         r->ready_cb(r, r->ready_data);
@@ -337,15 +408,16 @@ on_connect(const redisAsyncContext *cac, int status)
         const char *argv[2] = {"SELECT", db};
         send_command(r, on_handshake_reply, "SELECT", 2, argv, NULL);
     }
-    const char *argv[1] = {"PING"};
-    send_command(r, on_handshake_reply, "PING", 1, argv, NULL);
+    const char *argv[1] = {r->sentinel != NULL ? "ROLE" : "PING"};
+    send_command(r, on_handshake_reply, (void *)argv[0], 1, argv, NULL);
 }
 
 static void
-start_connect(bg_redis *r)
+connect_now(bg_redis *r)
 {
-    redisAsyncContext *ac = r->url.is_unix ? redisAsyncConnectUnix(r->url.path)
-                                           : redisAsyncConnect(r->addr, r->url.port);
+    redisAsyncContext *ac = r->url.is_unix && r->sentinel == NULL
+                                ? redisAsyncConnectUnix(r->url.path)
+                                : redisAsyncConnect(r->addr, r->port);
     if (ac == NULL) {
         bg_log_error("redis", "%s: out of memory", r->target);
         schedule_reconnect(r);
@@ -370,6 +442,51 @@ start_connect(bg_redis *r)
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     redisAsyncSetConnectCallback(ac, on_connect);
     bg_timer_start(&r->connect_timer, (uint64_t)r->timeout_ms);
+}
+
+static void
+on_master_addr(void *data, int err, const char *host, int port)
+{
+    bg_redis *r = data;
+    if (r->state != ST_RESOLVING)
+        return;
+    if (err != 0) {
+        bg_log_debug("redis", "%s: no sentinel answered", r->target);
+        schedule_reconnect(r);
+        return;
+    }
+    snprintf(r->addr, sizeof(r->addr), "%s", host);
+    r->port = port;
+    snprintf(r->target, sizeof(r->target), "redis://%s%s%s:%d/%d (master %s)",
+             strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", port, r->url.db,
+             bg_sentinel_master_name(r->sentinel));
+    connect_now(r);
+}
+
+/* Behind Sentinel, a connection first asks where the master is. */
+static void
+start_connect(bg_redis *r)
+{
+    if (r->sentinel == NULL) {
+        connect_now(r);
+        return;
+    }
+    r->state = ST_RESOLVING;
+    bg_sentinel_ask(r->sentinel, &r->ask, on_master_addr, r);
+}
+
+/* The sentinels announced a fail-over: a connection to anywhere else goes, and one that
+ * is waiting out its back-off tries again at once. */
+static void
+on_master_switch(void *data, const char *host, int port)
+{
+    bg_redis *r = data;
+    if (r->ac != NULL && (strcmp(r->addr, host) != 0 || r->port != port)) {
+        drop_connection(r, "the sentinels announced a new master");
+    } else if (r->ac == NULL && r->state == ST_IDLE) {
+        r->backoff_ms = BACKOFF_INITIAL_MS;
+        bg_timer_start(&r->reconnect_timer, 0);
+    }
 }
 
 static void
@@ -402,6 +519,8 @@ on_heartbeat(bg_timer *t)
 void
 bg_redis_start(bg_redis *r)
 {
+    if (r->sentinel != NULL)
+        bg_sentinel_start(r->sentinel);
     if (r->state == ST_IDLE && r->ac == NULL)
         start_connect(r);
 }
@@ -416,11 +535,26 @@ static int
 set_target(bg_redis *r, const char *url, char *err, size_t errlen)
 {
     const char *why;
+    if ((r->url_text = strdup(url)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (r->sentinel != NULL && url[0] == '\0') {
+        snprintf(r->target, sizeof(r->target), "master %s (via the sentinels)",
+                 bg_sentinel_master_name(r->sentinel));
+        return 0;
+    }
     if (bg_redis_url_parse(&r->url, url, &why) != 0) {
         snprintf(err, errlen, "redis.url: %s", why);
         return -1;
     }
     bg_redis_url_show(&r->url, r->target, sizeof(r->target));
+    r->port = r->url.port;
+    if (r->sentinel != NULL) {
+        snprintf(r->target, sizeof(r->target), "master %s (via the sentinels)",
+                 bg_sentinel_master_name(r->sentinel));
+        return 0;
+    }
     if (r->url.is_unix)
         return 0;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
@@ -434,8 +568,11 @@ set_target(bg_redis *r, const char *url, char *err, size_t errlen)
     return 0;
 }
 
-bg_redis *
-bg_redis_new(h2o_loop_t *loop, const char *url, int timeout_ms, char *err, size_t errlen)
+/* A connection to url, or (sentinel not NULL: a reference is taken) to the master the
+ * sentinels name, with url's credentials and db. */
+static bg_redis *
+redis_new(h2o_loop_t *loop, const char *url, bg_sentinel *sentinel, int timeout_ms, char *err,
+          size_t errlen)
 {
     bg_redis *r = calloc(1, sizeof(*r));
     if (r == NULL) {
@@ -446,16 +583,51 @@ bg_redis_new(h2o_loop_t *loop, const char *url, int timeout_ms, char *err, size_
     r->timeout_ms = timeout_ms;
     r->backoff_ms = BACKOFF_INITIAL_MS;
     r->state = ST_IDLE;
-    if (set_target(r, url, err, errlen) != 0) {
+    r->sentinel = sentinel;
+    if (set_target(r, url, err, errlen) != 0 ||
+        (sentinel != NULL && bg_sentinel_watch(sentinel, on_master_switch, r) != 0)) {
+        if (err[0] == '\0')
+            snprintf(err, errlen, "too many connections to the master");
         bg_redis_url_free(&r->url);
+        free(r->url_text);
         free(r);
         return NULL;
     }
+    if (sentinel != NULL)
+        bg_sentinel_retain(sentinel);
     h2o_timeout_init(loop, &r->deadlines, (uint64_t)timeout_ms);
     bg_timer_init(&r->connect_timer, loop, on_connect_timeout, r);
     bg_timer_init(&r->reconnect_timer, loop, on_reconnect_timer, r);
     bg_timer_init(&r->heartbeat_timer, loop, on_heartbeat, r);
     return r;
+}
+
+bg_redis *
+bg_redis_new(h2o_loop_t *loop, const char *url, int timeout_ms, char *err, size_t errlen)
+{
+    return redis_new(loop, url, NULL, timeout_ms, err, errlen);
+}
+
+bg_redis *
+bg_redis_new_from_config(h2o_loop_t *loop, const bg_config *cfg, char *err, size_t errlen)
+{
+    if (cfg->redis.sentinels.n == 0)
+        return redis_new(loop, cfg->redis.url, NULL, cfg->redis.timeout_ms, err, errlen);
+    bg_sentinel *s = bg_sentinel_new(loop, &cfg->redis.sentinels, cfg->redis.master_name,
+                                     cfg->redis.timeout_ms, err, errlen);
+    if (s == NULL)
+        return NULL;
+    err[0] = '\0';
+    bg_redis *r = redis_new(loop, cfg->redis.url, s, cfg->redis.timeout_ms, err, errlen);
+    bg_sentinel_release(s); /* r holds its own reference */
+    return r;
+}
+
+bg_redis *
+bg_redis_new_sibling(const bg_redis *r, char *err, size_t errlen)
+{
+    err[0] = '\0';
+    return redis_new(r->loop, r->url_text, r->sentinel, r->timeout_ms, err, errlen);
 }
 
 void
@@ -468,6 +640,13 @@ bg_redis_free(bg_redis *r)
     r->state = ST_CLOSED;
     if (ac != NULL)
         redisAsyncFree(ac);
+    if (r->sentinel != NULL) {
+        bg_sentinel_cancel(r->sentinel, &r->ask);
+        bg_sentinel_unwatch(r->sentinel, on_master_switch, r);
+        bg_sentinel_release(r->sentinel);
+    }
+    free(r->sub_channel);
+    free(r->url_text);
     bg_timer_dispose(&r->connect_timer);
     bg_timer_dispose(&r->reconnect_timer);
     bg_timer_dispose(&r->heartbeat_timer);

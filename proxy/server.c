@@ -405,7 +405,7 @@ bg_server_run(const bg_config *cfg, bg_role role, const char *cert_file, const c
     h2o_context_init(&s->ctx, s->loop, &s->globalconf);
     bg_admin_start(s);
 
-    s->redis = bg_redis_new(s->loop, cfg->redis.url, cfg->redis.timeout_ms, err, sizeof(err));
+    s->redis = bg_redis_new_from_config(s->loop, cfg, err, sizeof(err));
     if (s->redis == NULL) {
         bg_log_error("server", "%s", err);
         status = 2;

@@ -68,6 +68,7 @@ typedef struct bg_config {
         int min_replicas_ack;
         bg_strlist sentinels;
         char *master_name;
+        int partitions; /* streams the queue is split into (botgate/partition.h) */
     } redis;
     struct {
         char *url;

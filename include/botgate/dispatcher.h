@@ -2,14 +2,18 @@
  * The dispatcher: delivers queued activities to the bot, at least once, in order within a
  * conversation, concurrently across conversations.
  *
- * It is a member of the consumer group "botgate" on redis.stream, named after the host
- * (the pod) plus bot.consumer_suffix. It reads with XREADGROUP on a connection of its own
- * (the read blocks for up to a second), and writes its outcomes (XACK, retry state,
- * dead letters) through the shared connection. At start it first takes back what its own
- * name left pending in an earlier life; every bot.claim_idle_s/2 it claims (XAUTOCLAIM)
- * what other, dead, members left pending for longer than bot.claim_idle_s; and it keeps
- * what it holds itself from being claimed by touching it (XCLAIM JUSTID) every
- * bot.claim_idle_s/3.
+ * It is a member of the consumer group "botgate" on the queue's streams (redis.stream, or
+ * its redis.partitions partitions: partition.h), named after the host (the pod) plus
+ * bot.consumer_suffix. It delivers a partition only while it holds that partition's lease
+ * (<stream>:lease:<k>, renewed with its membership of <stream>:members about once a
+ * second, lapsing after bot.claim_idle_s), and takes up to a fair share of the partitions,
+ * ceil(partitions / live dispatchers), giving extra ones back once nothing of them is in
+ * flight. On taking a lease it first claims everything pending in that partition, in id
+ * order (a dead owner's entries, or its own earlier life's), and only then reads new
+ * entries: so one conversation is delivered by one dispatcher at a time, in order, also
+ * across pods. It reads with XREADGROUP on a connection of its own (the read blocks for up
+ * to a second), and writes its outcomes (XACK, retry state, dead letters) and the leases
+ * through the shared connection.
  *
  * Per entry, each attempt is a POST of the original body and forwarded headers to
  * bot.url, plus X-Botgate-Attempt and X-Botgate-Received-At. policy/delivery.c decides

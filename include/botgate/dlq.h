@@ -15,9 +15,11 @@
  *   |              | empty                                                         |
  *   | original_id  | the entry's id in <redis.stream>                              |
  *   | failed_at_ms | when it was dead-lettered, Unix ms                            |
+ *   | stream       | the stream it came from (its partition: partition.h); a       |
+ *   |              | replay puts it back there (a letter without it: redis.stream) |
  *   +--------------+---------------------------------------------------------------+
  *
- * The attempt count of an entry still queued lives in the hash <redis.stream>:retry
+ * The attempt count of an entry still queued lives in the hash <its stream>:retry
  * (BG_RETRY_SUFFIX), keyed by its stream id; that is why a replay, which XADDs the
  * entry bytes again under a new id, starts over at attempt 0.
  *
@@ -43,6 +45,8 @@
 #define BG_DLQ_FIELD_ERROR "error"
 #define BG_DLQ_FIELD_ORIGINAL_ID "original_id"
 #define BG_DLQ_FIELD_FAILED_AT_MS "failed_at_ms"
+/* the stream (partition) the entry was read from; a replay puts it back there */
+#define BG_DLQ_FIELD_STREAM "stream"
 
 /*
  * Runs `botgate dlq ARGS...` (argv holds what follows "dlq"; envp is environ, for the

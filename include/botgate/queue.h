@@ -1,5 +1,6 @@
 /*
- * The durable queue: one Redis stream per bot, written with a Lua script that
+ * The durable queue: one Redis stream per bot (or per partition of the bot's queue, by
+ * conversation: redis.partitions, partition.h), written with a Lua script that
  * de-duplicates and appends in one atomic step.
  *
  * An activity is acknowledged only after this module's callback reported success,

@@ -20,6 +20,8 @@
 #include <h2o.h>
 #include <hiredis.h>
 
+#include "botgate/config.h"
+
 typedef struct bg_redis bg_redis;
 
 /*
@@ -38,7 +40,28 @@ typedef void (*bg_redis_ready_cb)(bg_redis *redis, void *data);
  * reason in err.
  */
 bg_redis *bg_redis_new(h2o_loop_t *loop, const char *url, int timeout_ms, char *err, size_t errlen);
+/*
+ * The connection botgate serve uses: to redis.url, or, with redis.sentinels, to the master
+ * the sentinels name (redis.url then gives only the password and the db, and may be
+ * empty). Behind Sentinel every connection asks for the master before it connects,
+ * checks that ROLE says master, and goes (to ask again) on READONLY and when the
+ * sentinels announce a fail-over (botgate/sentinel.h). NULL with err on failure.
+ */
+bg_redis *bg_redis_new_from_config(h2o_loop_t *loop, const bg_config *cfg, char *err,
+                                   size_t errlen);
+/* Another connection to the same target (through the same sentinels). */
+bg_redis *bg_redis_new_sibling(const bg_redis *redis, char *err, size_t errlen);
 void bg_redis_set_ready_cb(bg_redis *redis, bg_redis_ready_cb cb, void *data);
+
+/* A message of a subscribed channel: channel NUL-terminated, msg len bytes. */
+typedef void (*bg_redis_message_cb)(bg_redis *redis, const char *channel, const char *msg,
+                                    size_t len, void *data);
+/*
+ * Before bg_redis_start: the connection is for one subscription only. After each
+ * handshake it SUBSCRIBEs to channel and hands every message to cb; commands are not to
+ * be sent on it.
+ */
+void bg_redis_subscribe(bg_redis *redis, const char *channel, bg_redis_message_cb cb, void *data);
 /* Starts connecting; from then on the connection keeps itself up. */
 void bg_redis_start(bg_redis *redis);
 /* 1 when commands can be sent now. */

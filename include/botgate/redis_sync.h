@@ -24,6 +24,10 @@ typedef struct bg_redis_sync {
     const char *prog; /* the message prefix: "botgate dlq" */
     bg_redis_url url;
     bool is_private; /* redis.url empty: `botgate serve`'s own redis-server */
+    /* redis.sentinels set: the master they name (url gives only credentials and db); the
+     * configuration these point into must outlive s */
+    const bg_strlist *sentinels;
+    const char *master_name;
     char where[320]; /* for messages: never the password */
 } bg_redis_sync;
 
@@ -38,7 +42,8 @@ int bg_redis_sync_target(bg_redis_sync *s, const char *prog, const bg_config *cf
 /*
  * Connects with timeout_ms as the connect and per-command timeout, then AUTH and SELECT
  * as the URL says, then PING: an unreachable Redis is found here, before any command
- * could half-run. Returns 0, or -1 after printing why.
+ * could half-run. Behind Sentinel, the sentinels are asked in turn for the master first,
+ * and ROLE must say master instead of the PING. Returns 0, or -1 after printing why.
  */
 int bg_redis_sync_connect(bg_redis_sync *s, int timeout_ms);
 

@@ -323,6 +323,10 @@ bgt_spawn(char *const argv[], const char *out_path, const char *err_path)
         close(out);
         if (err != out)
             close(err);
+        /* Nothing else of the test's: a socket a test thread has open at the fork (an HTTP
+         * request in flight) would otherwise stay open in the child after the test closed
+         * it, and the server at its other end would see a client that never leaves. */
+        closefrom(3);
         signal(SIGPIPE, SIG_DFL);
         size_t n = 0;
         for (char **e = environ; *e != NULL; e++)
@@ -595,6 +599,91 @@ bgt_main_with_redis(bgt_env *env, bgt_redis *redis, const char *group,
         failed = _cmocka_run_group_tests(group, tests, n, NULL, NULL);
     bgt_redis_stop(redis);
     return bgt_env_exit(env, failed);
+}
+
+void
+bgt_redis_kill(bgt_redis *r)
+{
+    if (r->ctx != NULL) {
+        redisFree(r->ctx);
+        r->ctx = NULL;
+    }
+    if (r->pid != 0)
+        bgt_kill_wait(r->pid, SIGKILL, 5000);
+    r->pid = 0;
+}
+
+static redisReply *
+tcp_vcmd(int port, const char *fmt, va_list ap)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (c == NULL || c->err != 0) {
+        redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    redisReply *rep = redisvCommand(c, fmt, ap);
+    redisFree(c);
+    return rep;
+}
+
+redisReply *
+bgt_redis_tcp_cmd(int port, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = tcp_vcmd(port, fmt, ap);
+    va_end(ap);
+    return rep;
+}
+
+static bool
+tcp_pings(void *r)
+{
+    redisReply *rep = bgt_redis_tcp_cmd(((bgt_redis *)r)->opts.port, "PING");
+    bool ok = rep != NULL && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0;
+    if (rep != NULL)
+        freeReplyObject(rep);
+    return ok;
+}
+
+int
+bgt_sentinel_start(bgt_redis *r, const char *env_dir, const char *name, int port,
+                   const char *master_name, int master_port, int down_after_ms,
+                   int failover_timeout_ms)
+{
+    memset(r, 0, sizeof(*r));
+    r->opts.port = port;
+    bgt_pathf(r->dir, sizeof(r->dir), env_dir, "sentinel-%s", name);
+    if (make_dir(r->dir) != 0)
+        return -1;
+    bgt_path(r->log, sizeof(r->log), r->dir, "sentinel.log");
+    char conf[BGT_PATH_MAX], text[1024];
+    bgt_path(conf, sizeof(conf), r->dir, "sentinel.conf");
+    snprintf(text, sizeof(text),
+             "port %d\nbind 127.0.0.1\ndir %s\n"
+             "sentinel monitor %s 127.0.0.1 %d 2\n"
+             "sentinel down-after-milliseconds %s %d\n"
+             "sentinel failover-timeout %s %d\n"
+             "sentinel parallel-syncs %s 1\n",
+             port, r->dir, master_name, master_port, master_name, down_after_ms, master_name,
+             failover_timeout_ms, master_name);
+    if (bgt_write_file(conf, text, -1) != 0)
+        return -1;
+    char *argv[] = {"redis-server", conf, "--sentinel", NULL};
+    r->pid = bgt_spawn(argv, r->log, NULL);
+    if (r->pid < 0) {
+        r->pid = 0;
+        return -1;
+    }
+    int status;
+    if (child_await(r->pid, 10000, 20, tcp_pings, r, &status) == CHILD_READY)
+        return 0;
+    fprintf(stderr, "harness: sentinel %s did not answer PING within 10 s\n", name);
+    bgt_dump_file(r->log, 16 * 1024);
+    bgt_redis_kill(r);
+    return -1;
 }
 
 int

@@ -148,6 +148,22 @@ int bgt_redis_stop(bgt_redis *r);
 /* Starts the same server again on the same socket and directory, and waits for PING. */
 int bgt_redis_restart(bgt_redis *r);
 
+/* SIGKILL (a crash: nothing is flushed) and waitpid; a stopped one is a no-op. */
+void bgt_redis_kill(bgt_redis *r);
+
+/* Starts a Redis Sentinel (redis-server --sentinel) in env_dir/sentinel-<name>, listening on
+ * 127.0.0.1:port (r->opts.port; no unix socket), monitoring master_name at
+ * 127.0.0.1:master_port with quorum 2, down-after-milliseconds down_after_ms and
+ * failover-timeout failover_timeout_ms, and waits until it answers PING (10 s). Stop it with
+ * bgt_redis_kill. */
+int bgt_sentinel_start(bgt_redis *r, const char *env_dir, const char *name, int port,
+                       const char *master_name, int master_port, int down_after_ms,
+                       int failover_timeout_ms);
+
+/* A command to 127.0.0.1:port on a connection of its own (2 s timeout): for sentinels and
+ * for a server's TCP port. The reply or NULL; the caller frees it. */
+redisReply *bgt_redis_tcp_cmd(int port, const char *fmt, ...);
+
 struct CMUnitTest;
 
 /* The whole main of a test program whose tests share one redis-server ("main"), without

@@ -946,17 +946,15 @@ test_config_unknown_key(void **state)
                           "redis.bogus_key");
 }
 
-/* A key whose module is not built yet, set away from its default, is refused rather than
- * ignored; so is an allowlist entry with host bits set (10.0.0.1/8: a typo, not a
- * network). */
+/* Sentinels without the master's name are refused rather than guessed at; so is an
+ * allowlist entry with host bits set (10.0.0.1/8: a typo, not a network). */
 static void
 test_config_not_yet_built(void **state)
 {
     (void)state;
-    expect_config_refused(
-        "sentinels",
-        config_with(NULL, NULL, "  sentinels: [127.0.0.1:26379]\n  master_name: m\n", NULL),
-        "redis.sentinels");
+    expect_config_refused("sentinels",
+                          config_with(NULL, NULL, "  sentinels: [127.0.0.1:26379]\n", NULL),
+                          "redis.master_name");
     char *yaml = config_with(NULL, NULL, NULL, NULL);
     size_t n = strlen(yaml) + 64;
     char *more = malloc(n);

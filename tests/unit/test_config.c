@@ -77,6 +77,7 @@ dump(const bg_config *c, char *out, size_t len)
     put(out, len, "redis.min_replicas_ack=%d\n", c->redis.min_replicas_ack);
     put_list(out, len, "redis.sentinels", &c->redis.sentinels);
     put(out, len, "redis.master_name=%s\n", c->redis.master_name);
+    put(out, len, "redis.partitions=%d\n", c->redis.partitions);
     put(out, len, "bot.url=%s\n", c->bot.url);
     put(out, len, "bot.timeout_s=%d\n", c->bot.timeout_s);
     put(out, len, "bot.concurrency=%d\n", c->bot.concurrency);
@@ -140,6 +141,7 @@ static const char defaults_dump[] =
     "redis.min_replicas_ack=0\n"
     "redis.sentinels=\n"
     "redis.master_name=\n"
+    "redis.partitions=1\n"
     "bot.url=http://127.0.0.1:3978/api/messages\n"
     "bot.timeout_s=300\n"
     "bot.concurrency=32\n"
@@ -212,6 +214,7 @@ static const char all_keys_block[] =
     "    - s1.test:26379\n"
     "    - \"[fd00::1]:26379\"\n"
     "  master_name: mymaster\n"
+    "  partitions: 16\n"
     "bot:\n"
     "  url: https://bot.test/api/messages\n"
     "  timeout_s: 30\n"
@@ -269,7 +272,8 @@ static const char all_keys_flow[] =
     "        token_cache_entries: 5},\n"
     " redis: {url: 'redis://redis.test:6380/2', stream: stream-1, maxlen: 5000000000,\n"
     "         failures_maxlen: 500, dedupe_ttl_s: 120, timeout_ms: 500, min_replicas_ack: 1,\n"
-    "         sentinels: ['s1.test:26379', '[fd00::1]:26379'], master_name: mymaster},\n"
+    "         sentinels: ['s1.test:26379', '[fd00::1]:26379'], master_name: mymaster,\n"
+    "         partitions: 16},\n"
     " bot: {url: 'https://bot.test/api/messages', timeout_s: 30, concurrency: 4,\n"
     "       max_attempts: 3, backoff_initial_ms: 200, backoff_max_ms: 20000,\n"
     "       claim_idle_s: 600, consumer_suffix: -b},\n"
@@ -314,6 +318,7 @@ static char *const all_keys_env[] = {
     "BOTGATE_REDIS_MIN_REPLICAS_ACK=1",
     "BOTGATE_REDIS_SENTINELS=s1.test:26379,[fd00::1]:26379",
     "BOTGATE_REDIS_MASTER_NAME=mymaster",
+    "BOTGATE_REDIS_PARTITIONS=16",
     "BOTGATE_BOT_URL=https://bot.test/api/messages",
     "BOTGATE_BOT_TIMEOUT_S=30",
     "BOTGATE_BOT_CONCURRENCY=4",
@@ -390,7 +395,7 @@ assert_every_line_differs(const char *a, const char *b)
         lines++;
     }
     assert_int_equal(*a, *b);
-    assert_int_equal(lines, 58); /* every key in the table */
+    assert_int_equal(lines, 59); /* every key in the table */
 }
 
 /* ---- defaults ----------------------------------------------------------------------- */
@@ -518,6 +523,7 @@ test_env_overrides_every_file_key(void **state)
                               "BOTGATE_REDIS_MIN_REPLICAS_ACK=0",
                               "BOTGATE_REDIS_SENTINELS=",
                               "BOTGATE_REDIS_MASTER_NAME=",
+                              "BOTGATE_REDIS_PARTITIONS=1",
                               "BOTGATE_BOT_URL=http://127.0.0.1:3978/api/messages",
                               "BOTGATE_BOT_TIMEOUT_S=300",
                               "BOTGATE_BOT_CONCURRENCY=32",
@@ -1025,6 +1031,7 @@ test_numeric_ranges(void **state)
         {"redis.dedupe_ttl_s", "BOTGATE_REDIS_DEDUPE_TTL_S", 1, 2592000},
         {"redis.timeout_ms", "BOTGATE_REDIS_TIMEOUT_MS", 1, 600000},
         {"redis.min_replicas_ack", "BOTGATE_REDIS_MIN_REPLICAS_ACK", 0, 16},
+        {"redis.partitions", "BOTGATE_REDIS_PARTITIONS", 1, 1024},
         {"bot.timeout_s", "BOTGATE_BOT_TIMEOUT_S", 1, 3600},
         {"bot.concurrency", "BOTGATE_BOT_CONCURRENCY", 1, 4096},
         {"bot.max_attempts", "BOTGATE_BOT_MAX_ATTEMPTS", 1, 1000},

@@ -147,5 +147,8 @@ bg_http1_trailing_bytes(h2o_req_t *req)
     const char *body_end = req->entity.base + req->entity.len;
     if (req->entity.base < start || body_end > end)
         return 0;
+    /* line ends after a body are an old clients' habit (RFC 9112 2.2), not a request */
+    while (body_end < end && (*body_end == '\r' || *body_end == '\n'))
+        body_end++;
     return (size_t)(end - body_end);
 }

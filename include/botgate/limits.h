@@ -56,7 +56,8 @@ void bg_limits_put_body(bg_limits *limits, size_t len);
  * another request pipelined, or one smuggled behind a framing that botgate and a proxy in
  * front read differently (Content-Length with Transfer-Encoding: h2o 2.2 reads the body
  * chunked and would then parse what the proxy counted as body as a request of its own).
- * 0 for HTTP/2, and when the body is not in the connection's buffer.
+ * 0 for HTTP/2, and when the body is not in the connection's buffer; line ends alone
+ * (CR, LF) do not count.
  */
 size_t bg_http1_trailing_bytes(h2o_req_t *req);
 

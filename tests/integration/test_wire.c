@@ -769,6 +769,35 @@ test_smuggling_double_cl(void **state)
     assert_true(stored <= 1);
 }
 
+/* A body followed by a line end only (old clients do that): no request behind it,
+ * accepted (202) and stored once. */
+static void
+test_trailing_crlf_accepted(void **state)
+{
+    (void)state;
+    char id[64];
+    bgt_fresh_id(id, sizeof(id), "crlf");
+    char *body = bgt_teams_message(id, "a:wire-crlf", BGT_CONNECTOR_SERVICE_URL, 400);
+    char extra[64];
+    snprintf(extra, sizeof(extra), "Content-Length: %zu\r\n", strlen(body));
+    size_t len;
+    char *req = request_with(extra, body, &len);
+    free(body);
+    req = realloc(req, len + 3);
+    memcpy(req + len, "\r\n", 3);
+    long long before = bgt_redis_xlen(&redis, STREAM);
+    conn c;
+    assert_int_equal(conn_open(&c, "http/1.1"), 0);
+    assert_int_equal(conn_write(&c, req, len + 2), 0);
+    free(req);
+    char answer[2048];
+    int closed;
+    conn_read(&c, answer, sizeof(answer), 2000, &closed);
+    conn_close(&c);
+    assert_int_equal(status_of(answer), 202);
+    assert_int_equal(bgt_redis_xlen(&redis, STREAM), before + 1);
+}
+
 static void
 test_rapid_reset(void **state)
 {
@@ -823,8 +852,8 @@ main(void)
         cmocka_unit_test(test_body_over_limit),     cmocka_unit_test(test_invalid_utf8),
         cmocka_unit_test(test_deep_nesting),        cmocka_unit_test(test_many_headers),
         cmocka_unit_test(test_huge_header),         cmocka_unit_test(test_smuggling_cl_te),
-        cmocka_unit_test(test_smuggling_double_cl), cmocka_unit_test(test_rapid_reset),
-        cmocka_unit_test(test_bad_client_hellos),
+        cmocka_unit_test(test_smuggling_double_cl), cmocka_unit_test(test_trailing_crlf_accepted),
+        cmocka_unit_test(test_rapid_reset),         cmocka_unit_test(test_bad_client_hellos),
     };
     if (bgt_env_init(&env) != 0 || bgt_tls_make_cert(env.dir, cert, key) != 0)
         return 1;

@@ -220,9 +220,9 @@ test_redis_kill(void **state)
     begin("redis-kill", tag, sizeof(tag));
     bgt_load_run(load, 1500);
 
-    int64_t killed_at = bgt_mono_ms();
     bgt_kill_wait(redis.pid, SIGKILL, 5000);
     redis.pid = 0;
+    int64_t killed_at = bgt_mono_ms(); /* reaped: from here on Redis is gone for sure */
     bgt_load_run(load, 3000);
     int64_t restart_at = bgt_mono_ms();
     assert_int_equal(bgt_redis_restart(&redis), 0);
@@ -447,8 +447,8 @@ test_redis_oom(void **state)
     begin("oom", tag, sizeof(tag));
     bgt_load_run(load, 1000);
     redis_config_set("maxmemory-policy", "noeviction");
-    int64_t full_at = bgt_mono_ms();
     redis_config_set("maxmemory", "1");
+    int64_t full_at = bgt_mono_ms(); /* Redis applied it: from here on it is full */
     bgt_load_run(load, 2000);
     int64_t lifted_at = bgt_mono_ms();
     redis_config_set("maxmemory", "0");

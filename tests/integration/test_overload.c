@@ -174,6 +174,17 @@ stall_redis(int seconds)
     int done = 0;
     while (!done)
         assert_int_equal(redisBufferWrite(c, &done), REDIS_OK);
+    /* sent is not yet asleep: wait until a PING goes unanswered for 200 ms */
+    for (;;) {
+        redisContext *probe = bgt_redis_connect(redis.sock, 200);
+        assert_non_null(probe);
+        redisReply *pong = redisCommand(probe, "PING");
+        redisFree(probe);
+        if (pong == NULL)
+            break;
+        freeReplyObject(pong);
+        bgt_sleep_ms(10);
+    }
     return c;
 }
 

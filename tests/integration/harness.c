@@ -1123,7 +1123,8 @@ bgt_config_yaml(const bgt_botgate_conf *c)
         appendf(&b, "%s", c->redis_extra);
     if (c->state_dir != NULL)
         appendf(&b, "state_dir: \"%s\"\n", c->state_dir);
-    appendf(&b, "admin:\n  listen: \"\"\nrelay:\n  listen: \"\"\n");
+    appendf(&b, "admin:\n  listen: \"%s\"\nrelay:\n  listen: \"\"\n",
+            c->admin_listen != NULL ? c->admin_listen : "");
     appendf(&b, "log:\n  access: off\n  level: %s\n", c->log_level != NULL ? c->log_level : "info");
     if (c->extra != NULL)
         appendf(&b, "%s", c->extra);

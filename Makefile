@@ -3,7 +3,7 @@ BUILD ?= build
 TEST_BUILD ?= build-test
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run test test-fuzz test-valgrind fuzz format format-check bench bench-delivery clean
+.PHONY: all deps build run test test-fuzz test-valgrind fuzz format format-check bench bench-delivery bench-overload clean
 
 all: build
 
@@ -69,6 +69,11 @@ bench: build
 bench-delivery: build
 	bash scripts/deps.sh bench
 	bash tests/bench/delivery.sh
+
+# The overload benchmark (issue 9): botgate at its connection cap and at twice it.
+bench-overload: build
+	bash scripts/deps.sh bench
+	bash tests/bench/overload.sh
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) build-fuzz

@@ -23,7 +23,7 @@ struct st_limits_conn {
 
 struct bg_limits {
     size_t max_connections, max_writes, max_body;
-    size_t connections, body_bytes;
+    size_t connections, tracked, body_bytes;
     h2o_linklist_t conns;
     time_t last_warned; /* shedding connections is logged at most once a second */
     unsigned long shed_since_warned;
@@ -48,6 +48,7 @@ on_conn_close(void *data)
     struct st_limits_conn *c = data;
     h2o_linklist_unlink(&c->link);
     c->limits->connections -= c->capped;
+    c->limits->tracked--;
     free(c);
 }
 
@@ -77,6 +78,7 @@ bg_limits_accept(bg_limits *l, h2o_socket_t *sock, int capped)
     sock->on_close.cb = on_conn_close;
     sock->on_close.data = c;
     l->connections += capped;
+    l->tracked++;
     return 0;
 }
 
@@ -84,6 +86,12 @@ size_t
 bg_limits_connections(const bg_limits *l)
 {
     return l->connections;
+}
+
+size_t
+bg_limits_sockets(const bg_limits *l)
+{
+    return l->tracked;
 }
 
 void

@@ -203,6 +203,14 @@ has_connections(bg_server *s)
     return open_connections(s) > 0;
 }
 
+/* Any accepted socket still open, one in its TLS handshake included (not yet an h2o
+ * connection, but its handshake timeout is the context's too). */
+static int
+has_sockets(bg_server *s)
+{
+    return has_connections(s) || bg_limits_sockets(s->limits) > 0;
+}
+
 /* A key set changed: tokens signed by a key that is gone must not stay verified. */
 static void
 on_keys_changed(bg_keys *keys, void *data)
@@ -465,11 +473,12 @@ out:
     s->queue = NULL;
     /* let the last answers and socket closes run */
     run_while(s, has_connections, h2o_now(s->loop) + 200);
-    /* Idle keep-alive connections whose clients did not leave: h2o 2.2 does not close
-     * them on shutdown, and h2o_context_dispose aborts while one is open. A shutdown(2)
-     * ends them through h2o's own read path. */
+    /* Idle keep-alive connections whose clients did not leave, and clients that never
+     * finished their TLS handshake: h2o 2.2 does not close them on shutdown, and
+     * h2o_context_dispose aborts while one is open. A shutdown(2) ends each through h2o's
+     * own read path. */
     bg_limits_shutdown_connections(s->limits);
-    run_while(s, has_connections, h2o_now(s->loop) + 1000);
+    run_while(s, has_sockets, h2o_now(s->loop) + 1000);
     bg_limits_free(s->limits); /* before the sockets go with the loop */
     s->limits = NULL;
     bg_admin_stop(s);

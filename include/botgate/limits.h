@@ -39,6 +39,9 @@ void bg_limits_free(bg_limits *limits);
 int bg_limits_accept(bg_limits *limits, h2o_socket_t *sock, int capped);
 /* Connections of the public listeners open now. */
 size_t bg_limits_connections(const bg_limits *limits);
+/* Accepted sockets still open, admin ones and those still in their TLS handshake
+ * included. */
+size_t bg_limits_sockets(const bg_limits *limits);
 /* shutdown(2) of every tracked connection (admin ones too): h2o sees the end on its next read and
  * closes the connection the usual way. */
 void bg_limits_shutdown_connections(bg_limits *limits);

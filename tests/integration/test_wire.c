@@ -877,16 +877,47 @@ test_bad_client_hellos(void **state)
         fail_msg("plain HTTP on the TLS port: %s", a.note);
 }
 
+/*
+ * Last: SIGTERM while a client sits in the middle of its TLS handshake (connected, sent
+ * nothing): botgate still exits 0. h2o 2.2 leaves such a socket open at shutdown, with its
+ * handshake timeout linked, and h2o_context_dispose aborted on it before proxy/limits.c
+ * shut the socket down. (An idle keep-alive connection at SIGTERM, the other such case,
+ * is what every test of test_faults ends with: the load's connections stay open.)
+ */
+static void
+test_stop_during_handshake(void **state)
+{
+    (void)state;
+    int half = tcp_connect(tls_port);
+    assert_true(half >= 0);
+    /* botgate has accepted it: a probe on a connection of its own is answered after */
+    char url[128];
+    bgt_http_resp resp;
+    bgt_http_get(bgt_url(url, sizeof(url), https_base, "/healthz"), BGT_HTTP_1_1, cert, &resp);
+    bgt_expect_status(&resp, 200);
+    bgt_http_resp_free(&resp);
+    int rc = bgt_botgate_stop(&gate);
+    close(half);
+    assert_int_equal(rc, 0);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_slowloris),           cmocka_unit_test(test_slow_body),
-        cmocka_unit_test(test_body_over_limit),     cmocka_unit_test(test_invalid_utf8),
-        cmocka_unit_test(test_deep_nesting),        cmocka_unit_test(test_many_headers),
-        cmocka_unit_test(test_huge_header),         cmocka_unit_test(test_smuggling_cl_te),
-        cmocka_unit_test(test_smuggling_double_cl), cmocka_unit_test(test_trailing_crlf_accepted),
-        cmocka_unit_test(test_rapid_reset),         cmocka_unit_test(test_bad_client_hellos),
+        cmocka_unit_test(test_slowloris),
+        cmocka_unit_test(test_slow_body),
+        cmocka_unit_test(test_body_over_limit),
+        cmocka_unit_test(test_invalid_utf8),
+        cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_many_headers),
+        cmocka_unit_test(test_huge_header),
+        cmocka_unit_test(test_smuggling_cl_te),
+        cmocka_unit_test(test_smuggling_double_cl),
+        cmocka_unit_test(test_trailing_crlf_accepted),
+        cmocka_unit_test(test_rapid_reset),
+        cmocka_unit_test(test_bad_client_hellos),
+        cmocka_unit_test(test_stop_during_handshake),
     };
     if (bgt_env_init(&env) != 0 || bgt_tls_make_cert(env.dir, cert, key) != 0)
         return 1;
@@ -907,8 +938,8 @@ main(void)
         char *yaml = bgt_config_yaml(&c);
         if (bgt_botgate_start(&gate, env.dir, "wire", yaml, health, cert) == 0) {
             failed = cmocka_run_group_tests_name("wire", tests, NULL, NULL);
-            if (bgt_botgate_stop(&gate) != 0)
-                failed = 1;
+            if (gate.pid != 0) /* test_stop_during_handshake did not get to stop it */
+                bgt_botgate_kill(&gate);
         }
         free(yaml);
     }

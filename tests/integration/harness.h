@@ -271,10 +271,12 @@ typedef struct bgt_botgate_conf {
     const char *redis_url; /* "" = botgate's private redis-server */
     int redis_timeout_ms;  /* 0 = 2000 */
     const char *state_dir;
-    const char *log_level;    /* NULL = info */
-    const char *redis_extra;  /* more "key: value" lines inside redis:, already indented */
-    const char *extra;        /* more top-level YAML appended verbatim (policy:, auth:, ...) */
-    const char *admin_listen; /* admin.listen ("127.0.0.1:PORT"); NULL = "" (off) */
+    const char *log_level;   /* NULL = info */
+    const char *redis_extra; /* more "key: value" lines inside redis:, already indented */
+    const char *extra;       /* more top-level YAML appended verbatim (policy:, auth:, ...) */
+
+    /* admin.listen ("127.0.0.1:PORT"); NULL = "" (off) */
+    const char *admin_listen;
 } bgt_botgate_conf;
 
 /* Renders c as YAML (block style) into a malloc'd string. */

@@ -226,7 +226,7 @@ test_redis_kill(void **state)
     bgt_load_run(load, 3000);
     int64_t restart_at = bgt_mono_ms();
     assert_int_equal(bgt_redis_restart(&redis), 0);
-    bgt_load_run(load, 3000);
+    bgt_load_run(load, 4000); /* botgate reconnects within its back-off (at most 2 s) */
     assert_int_equal(bgt_load_drain(load, 20000), 0);
 
     size_t n, in_gap = 0, gap_503 = 0;

@@ -4,7 +4,8 @@ TEST_BUILD ?= build-test
 JOBS ?= $(shell nproc)
 
 .PHONY: all deps build run test test-fuzz test-valgrind fuzz format format-check bench bench-profile \
-	bench-delivery bench-logging bench-relay clean docker-check docker-footprint docker-rootfs
+	bench-delivery bench-logging bench-relay bench-overload clean docker-check docker-footprint \
+	docker-rootfs
 
 all: build
 
@@ -108,6 +109,11 @@ docker-footprint: build
 bench-relay: build
 	bash scripts/deps.sh bench
 	bash tests/bench/relay.sh
+
+# The overload benchmark (issue 9): botgate at its connection cap and at twice it.
+bench-overload: build
+	bash scripts/deps.sh bench
+	bash tests/bench/overload.sh
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) build-fuzz

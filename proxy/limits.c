@@ -23,7 +23,7 @@ struct st_limits_conn {
 
 struct bg_limits {
     size_t max_connections, max_writes, max_body;
-    size_t connections, body_bytes;
+    size_t connections, tracked, body_bytes;
     h2o_linklist_t conns;
     time_t last_warned; /* shedding connections is logged at most once a second */
     unsigned long shed_since_warned;
@@ -48,6 +48,7 @@ on_conn_close(void *data)
     struct st_limits_conn *c = data;
     h2o_linklist_unlink(&c->link);
     c->limits->connections -= c->capped;
+    c->limits->tracked--;
     free(c);
 }
 
@@ -77,6 +78,7 @@ bg_limits_accept(bg_limits *l, h2o_socket_t *sock, int capped)
     sock->on_close.cb = on_conn_close;
     sock->on_close.data = c;
     l->connections += capped;
+    l->tracked++;
     return 0;
 }
 
@@ -86,10 +88,10 @@ bg_limits_connections(const bg_limits *l)
     return l->connections;
 }
 
-int
-bg_limits_has_open(const bg_limits *l)
+size_t
+bg_limits_sockets(const bg_limits *l)
 {
-    return l != NULL && l->conns.next != &l->conns;
+    return l->tracked;
 }
 
 void
@@ -153,5 +155,8 @@ bg_http1_trailing_bytes(h2o_req_t *req)
     const char *body_end = req->entity.base + req->entity.len;
     if (req->entity.base < start || body_end > end)
         return 0;
+    /* line ends after a body are an old clients' habit (RFC 9112 2.2), not a request */
+    while (body_end < end && (*body_end == '\r' || *body_end == '\n'))
+        body_end++;
     return (size_t)(end - body_end);
 }

@@ -206,12 +206,12 @@ has_connections(bg_server *s)
     return open_connections(s) > 0;
 }
 
-/* Connections, and also sockets still in their TLS handshake (h2o lists those nowhere
- * but in its handshake timeout, which h2o_context_dispose wants empty). */
+/* Any accepted socket still open, one in its TLS handshake included (not yet an h2o
+ * connection, but its handshake timeout is the context's too). */
 static int
 has_sockets(bg_server *s)
 {
-    return has_connections(s) || bg_limits_has_open(s->limits);
+    return has_connections(s) || bg_limits_sockets(s->limits) > 0;
 }
 
 /* A key set changed: tokens signed by a key that is gone must not stay verified. */

@@ -39,11 +39,11 @@ void bg_limits_free(bg_limits *limits);
 int bg_limits_accept(bg_limits *limits, h2o_socket_t *sock, int capped);
 /* Connections of the public listeners open now. */
 size_t bg_limits_connections(const bg_limits *limits);
+/* Accepted sockets still open, admin ones and those still in their TLS handshake
+ * included. */
+size_t bg_limits_sockets(const bg_limits *limits);
 /* shutdown(2) of every tracked connection (admin ones too): h2o sees the end on its next read and
  * closes the connection the usual way. */
-/* Whether any accepted socket is still open (capped or not, in its TLS handshake or
- * serving HTTP). */
-int bg_limits_has_open(const bg_limits *l);
 void bg_limits_shutdown_connections(bg_limits *limits);
 
 /* 0 when one more write may start with `inflight` already waiting, else
@@ -59,7 +59,8 @@ void bg_limits_put_body(bg_limits *limits, size_t len);
  * another request pipelined, or one smuggled behind a framing that botgate and a proxy in
  * front read differently (Content-Length with Transfer-Encoding: h2o 2.2 reads the body
  * chunked and would then parse what the proxy counted as body as a request of its own).
- * 0 for HTTP/2, and when the body is not in the connection's buffer.
+ * 0 for HTTP/2, and when the body is not in the connection's buffer; line ends alone
+ * (CR, LF) do not count.
  */
 size_t bg_http1_trailing_bytes(h2o_req_t *req);
 

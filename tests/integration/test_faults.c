@@ -154,6 +154,18 @@ new_load(const char *tag)
     assert_non_null(load);
 }
 
+/* The usual start of a fault: a tag for its ids, its own Redis (AOF), bot and botgate
+ * (authentication off), and the load aimed at it (not started). */
+static void
+begin(const char *name, char *tag, size_t cap)
+{
+    fresh_tag(tag, cap, name);
+    start_redis(name);
+    start_bot(name);
+    start_gate(name, NULL, 0);
+    new_load(tag);
+}
+
 /* The fault's summary line, then lost = 0 and at least one acknowledgement. */
 static void
 report(const char *fault)
@@ -205,20 +217,16 @@ test_redis_kill(void **state)
 {
     (void)state;
     char tag[64];
-    fresh_tag(tag, sizeof(tag), "rk");
-    start_redis("kill");
-    start_bot("redis-kill");
-    start_gate("redis-kill", NULL, 0);
-    new_load(tag);
+    begin("redis-kill", tag, sizeof(tag));
     bgt_load_run(load, 1500);
 
-    int64_t killed_at = bgt_mono_ms();
     bgt_kill_wait(redis.pid, SIGKILL, 5000);
     redis.pid = 0;
+    int64_t killed_at = bgt_mono_ms(); /* reaped: from here on Redis is gone for sure */
     bgt_load_run(load, 3000);
     int64_t restart_at = bgt_mono_ms();
     assert_int_equal(bgt_redis_restart(&redis), 0);
-    bgt_load_run(load, 3000);
+    bgt_load_run(load, 4000); /* botgate reconnects within its back-off (at most 2 s) */
     assert_int_equal(bgt_load_drain(load, 20000), 0);
 
     size_t n, in_gap = 0, gap_503 = 0;
@@ -253,11 +261,7 @@ test_bot_down(void **state)
 {
     (void)state;
     char tag[64];
-    fresh_tag(tag, sizeof(tag), "bd");
-    start_redis("bot-down");
-    start_bot("bot-down");
-    start_gate("bot-down", NULL, 0);
-    new_load(tag);
+    begin("bot-down", tag, sizeof(tag));
     bgt_load_run(load, 1000);
     char dir[BGT_PATH_MAX];
     snprintf(dir, sizeof(dir), "%s", bot_dir);
@@ -440,15 +444,11 @@ test_redis_oom(void **state)
 {
     (void)state;
     char tag[64];
-    fresh_tag(tag, sizeof(tag), "oom");
-    start_redis("oom");
-    start_bot("oom");
-    start_gate("oom", NULL, 0);
-    new_load(tag);
+    begin("oom", tag, sizeof(tag));
     bgt_load_run(load, 1000);
     redis_config_set("maxmemory-policy", "noeviction");
-    int64_t full_at = bgt_mono_ms();
     redis_config_set("maxmemory", "1");
+    int64_t full_at = bgt_mono_ms(); /* Redis applied it: from here on it is full */
     bgt_load_run(load, 2000);
     int64_t lifted_at = bgt_mono_ms();
     redis_config_set("maxmemory", "0");

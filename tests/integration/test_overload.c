@@ -11,9 +11,13 @@
  *  - policy.max_inflight_body_bytes 4096 with ~1.5 KB bodies: the same with 503
  *    too_many_bytes once two bodies are held.
  *
+ * Every shed is counted in botgate_requests_refused_total under its reason, read from the
+ * admin listener — which stays reachable while the connection cap is reached.
+ *
  * Real redis-server and botgate, plain HTTP/1.1 (the caps sit behind TLS and apply alike).
  */
 #include <arpa/inet.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -28,6 +32,7 @@
 
 #include <cmocka.h>
 
+#include "exposition.h"
 #include "harness.h"
 #include "harness_load.h"
 
@@ -36,7 +41,7 @@
 static bgt_env env;
 static bgt_redis redis;
 static bgt_botgate gate;
-static char base[64];
+static char base[64], admin_base[64];
 static bgt_load *load;
 static int held[8];
 static size_t n_held;
@@ -59,19 +64,40 @@ teardown(void **state)
 static void
 start_gate(const char *name, const char *policy)
 {
-    char health[128], extra[1024];
+    char health[128], extra[1024], admin[48];
     snprintf(extra, sizeof(extra), "policy:\n%s", policy);
+    int admin_port = bgt_free_port();
+    snprintf(admin, sizeof(admin), "127.0.0.1:%d", admin_port);
+    snprintf(admin_base, sizeof(admin_base), "http://%s", admin);
     bgt_botgate_conf c = {.plain_port = bgt_free_port(),
                           .redis_url = redis.url,
                           .redis_timeout_ms = 10000,
                           .redis_extra = "  stream: \"" STREAM "\"\n",
-                          .extra = extra};
+                          .extra = extra,
+                          .admin = admin};
     snprintf(base, sizeof(base), "http://127.0.0.1:%d", c.plain_port);
     snprintf(health, sizeof(health), "%s/healthz", base);
     bgt_botgate_role = "ingress";
     int rc = bgt_botgate_start_conf(&gate, env.dir, name, &c, health);
     bgt_botgate_role = NULL;
     assert_int_equal(rc, 0);
+}
+
+/* botgate_requests_refused_total{reason} from the admin listener (which no cap applies
+ * to); NAN when the series is absent. */
+static double
+refused(const char *reason)
+{
+    char u[128];
+    bgt_http_resp resp;
+    bgt_http_get(bgt_url(u, sizeof(u), admin_base, "/metrics"), BGT_HTTP_1_1, NULL, &resp);
+    bgt_expect_status(&resp, 200);
+    xpo x;
+    int rc = x_parse(&x, resp.body);
+    bgt_http_resp_free(&resp);
+    double v = rc == 0 ? x_get(&x, "botgate_requests_refused_total", "reason", reason, NULL) : NAN;
+    x_free(&x);
+    return v;
 }
 
 /* A TCP connection to botgate's port; -1 on failure. */
@@ -145,6 +171,8 @@ test_max_connections(void **state)
                  status);
     const char *needles[] = {"closing a new connection", "policy.max_connections is 3", NULL};
     assert_true(bgt_log_has_line(gate.log, needles, 5000));
+    /* counted; and the admin listener answers though three connections are open */
+    assert_true(refused("too_many_connections") == 1);
     /* the held ones still work */
     assert_int_equal(healthz_on(held[0], 10000), 200);
 
@@ -174,6 +202,17 @@ stall_redis(int seconds)
     int done = 0;
     while (!done)
         assert_int_equal(redisBufferWrite(c, &done), REDIS_OK);
+    /* sent is not yet asleep: wait until a PING goes unanswered for 200 ms */
+    for (;;) {
+        redisContext *probe = bgt_redis_connect(redis.sock, 200);
+        assert_non_null(probe);
+        redisReply *pong = redisCommand(probe, "PING");
+        redisFree(probe);
+        if (pong == NULL)
+            break;
+        freeReplyObject(pong);
+        bgt_sleep_ms(10);
+    }
     return c;
 }
 
@@ -226,6 +265,7 @@ expect_shed(const char *name, size_t body_size, const char *code, size_t waiting
             name, n, acked, shed, code);
     assert_int_equal(acked, waiting);
     assert_true(shed > 0);
+    assert_true(refused(code) == (double)shed); /* each one counted under its reason */
     bgt_load_free(load);
     load = NULL;
 

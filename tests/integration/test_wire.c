@@ -421,6 +421,23 @@ request_with(const char *extra_headers, const char *body, size_t *len)
     return out;
 }
 
+/* Sends one request on a TLS connection of its own, outside under_attack (for requests
+ * that may be stored): the answer's status, and in *stored how much the stream grew. */
+static int
+send_alone(const char *req, size_t len, long long *stored)
+{
+    long long before = bgt_redis_xlen(&redis, STREAM);
+    conn c;
+    assert_int_equal(conn_open(&c, "http/1.1"), 0);
+    assert_int_equal(conn_write(&c, req, len), 0);
+    char answer[2048];
+    int closed;
+    conn_read(&c, answer, sizeof(answer), 3000, &closed);
+    conn_close(&c);
+    *stored = bgt_redis_xlen(&redis, STREAM) - before;
+    return status_of(answer);
+}
+
 /* A refusal: one of the statuses (0 ends the list) or a close without any answer. */
 static void
 expect_refused(const attack *a, ...)
@@ -656,6 +673,18 @@ test_deep_nesting(void **state)
     assert_int_equal(a.status, 413);
 }
 
+/* A request with these header lines and the body {} is refused (400, 413, 431 or a
+ * close). */
+static void
+expect_headers_refused(const char *name, const char *extra)
+{
+    size_t len;
+    char *req = request_with(extra, "{}", &len);
+    attack a = raw_attack(name, req, len, 0);
+    free(req);
+    expect_refused(&a, 400, 413, 431, 0);
+}
+
 static void
 test_many_headers(void **state)
 {
@@ -665,13 +694,9 @@ test_many_headers(void **state)
     size_t n = 0;
     for (int i = 0; i < N; i++)
         n += (size_t)sprintf(extra + n, "X-Header-%d: v\r\n", i);
-    n += (size_t)sprintf(extra + n, "Content-Length: 2\r\n");
-    size_t len;
-    char *req = request_with(extra, "{}", &len);
+    sprintf(extra + n, "Content-Length: 2\r\n");
+    expect_headers_refused("10,000 headers", extra);
     free(extra);
-    attack a = raw_attack("10,000 headers", req, len, 0);
-    free(req);
-    expect_refused(&a, 400, 413, 431, 0);
 }
 
 static void
@@ -683,12 +708,8 @@ test_huge_header(void **state)
     memcpy(extra, "X-Big: ", 7);
     memset(extra + 7, 'a', big);
     strcpy(extra + 7 + big, "\r\nContent-Length: 2\r\n");
-    size_t len;
-    char *req = request_with(extra, "{}", &len);
+    expect_headers_refused("a 1 MB header", extra);
     free(extra);
-    attack a = raw_attack("a 1 MB header", req, len, 0);
-    free(req);
-    expect_refused(&a, 400, 413, 431, 0);
 }
 
 /*
@@ -752,21 +773,55 @@ test_smuggling_double_cl(void **state)
     snprintf(extra, sizeof(extra), "Content-Length: %zu\r\nContent-Length: 5\r\n", strlen(body));
     req = request_with(extra, body, &len);
     free(body);
-    long long before = bgt_redis_xlen(&redis, STREAM);
-    conn c;
-    assert_int_equal(conn_open(&c, "http/1.1"), 0);
-    assert_int_equal(conn_write(&c, req, len), 0);
+    long long stored;
+    int status = send_alone(req, len, &stored);
     free(req);
-    char answer[2048];
-    int closed;
-    conn_read(&c, answer, sizeof(answer), 3000, &closed);
-    conn_close(&c);
-    long long stored = bgt_redis_xlen(&redis, STREAM) - before;
     fprintf(stderr,
             "wire double Content-Length, the long one first: answered %d, %lld stored (h2o 2.2 "
             "reads the first Content-Length; the second is invisible to botgate)\n",
-            status_of(answer), stored);
+            status, stored);
     assert_true(stored <= 1);
+}
+
+/* A body followed by a line end only (old clients do that): no request behind it,
+ * accepted (202) and stored once. */
+static void
+test_trailing_crlf_accepted(void **state)
+{
+    (void)state;
+    char id[64];
+    bgt_fresh_id(id, sizeof(id), "crlf");
+    char *body = bgt_teams_message(id, "a:wire-crlf", BGT_CONNECTOR_SERVICE_URL, 400);
+    char extra[64];
+    snprintf(extra, sizeof(extra), "Content-Length: %zu\r\n", strlen(body));
+    size_t len;
+    char *req = request_with(extra, body, &len);
+    free(body);
+    req = realloc(req, len + 3);
+    memcpy(req + len, "\r\n", 3);
+    long long stored;
+    int status = send_alone(req, len + 2, &stored);
+    free(req);
+    assert_int_equal(status, 202);
+    assert_int_equal(stored, 1);
+}
+
+/* CPU time (user + system) botgate has used, in µs, from /proc; -1 if unreadable. */
+static long long
+gate_cpu_us(void)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)gate.pid);
+    char *stat = bgt_read_file(path, NULL);
+    if (stat == NULL)
+        return -1;
+    /* utime and stime are fields 14 and 15; the command (field 2) may hold spaces */
+    const char *p = strrchr(stat, ')');
+    unsigned long long ut = 0, st = 0;
+    int ok = p != NULL &&
+             sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2;
+    free(stat);
+    return ok ? (long long)((ut + st) * 1000000ULL / (unsigned long long)sysconf(_SC_CLK_TCK)) : -1;
 }
 
 static void
@@ -774,7 +829,14 @@ test_rapid_reset(void **state)
 {
     (void)state;
     attack a = {.name = "HTTP/2 rapid reset", .run = run_rapid_reset};
+    long long cpu0 = gate_cpu_us();
     under_attack(&a);
+    long long cpu1 = gate_cpu_us();
+    /* a figure, not a verdict: the well-formed requests of under_attack are in it too */
+    fprintf(stderr,
+            "wire HTTP/2 rapid reset: botgate used %lld ms of CPU meanwhile, %.1f µs per "
+            "reset stream at most\n",
+            (cpu1 - cpu0) / 1000, (double)(cpu1 - cpu0) / RAPID_STREAMS);
     assert_int_equal(a.count, RAPID_STREAMS);
     /* botgate is still there, and still speaks HTTP/2 */
     char url[128];
@@ -815,16 +877,47 @@ test_bad_client_hellos(void **state)
         fail_msg("plain HTTP on the TLS port: %s", a.note);
 }
 
+/*
+ * Last: SIGTERM while a client sits in the middle of its TLS handshake (connected, sent
+ * nothing): botgate still exits 0. h2o 2.2 leaves such a socket open at shutdown, with its
+ * handshake timeout linked, and h2o_context_dispose aborted on it before proxy/limits.c
+ * shut the socket down. (An idle keep-alive connection at SIGTERM, the other such case,
+ * is what every test of test_faults ends with: the load's connections stay open.)
+ */
+static void
+test_stop_during_handshake(void **state)
+{
+    (void)state;
+    int half = tcp_connect(tls_port);
+    assert_true(half >= 0);
+    /* botgate has accepted it: a probe on a connection of its own is answered after */
+    char url[128];
+    bgt_http_resp resp;
+    bgt_http_get(bgt_url(url, sizeof(url), https_base, "/healthz"), BGT_HTTP_1_1, cert, &resp);
+    bgt_expect_status(&resp, 200);
+    bgt_http_resp_free(&resp);
+    int rc = bgt_botgate_stop(&gate);
+    close(half);
+    assert_int_equal(rc, 0);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_slowloris),           cmocka_unit_test(test_slow_body),
-        cmocka_unit_test(test_body_over_limit),     cmocka_unit_test(test_invalid_utf8),
-        cmocka_unit_test(test_deep_nesting),        cmocka_unit_test(test_many_headers),
-        cmocka_unit_test(test_huge_header),         cmocka_unit_test(test_smuggling_cl_te),
-        cmocka_unit_test(test_smuggling_double_cl), cmocka_unit_test(test_rapid_reset),
+        cmocka_unit_test(test_slowloris),
+        cmocka_unit_test(test_slow_body),
+        cmocka_unit_test(test_body_over_limit),
+        cmocka_unit_test(test_invalid_utf8),
+        cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_many_headers),
+        cmocka_unit_test(test_huge_header),
+        cmocka_unit_test(test_smuggling_cl_te),
+        cmocka_unit_test(test_smuggling_double_cl),
+        cmocka_unit_test(test_trailing_crlf_accepted),
+        cmocka_unit_test(test_rapid_reset),
         cmocka_unit_test(test_bad_client_hellos),
+        cmocka_unit_test(test_stop_during_handshake),
     };
     if (bgt_env_init(&env) != 0 || bgt_tls_make_cert(env.dir, cert, key) != 0)
         return 1;
@@ -845,8 +938,8 @@ main(void)
         char *yaml = bgt_config_yaml(&c);
         if (bgt_botgate_start(&gate, env.dir, "wire", yaml, health, cert) == 0) {
             failed = cmocka_run_group_tests_name("wire", tests, NULL, NULL);
-            if (bgt_botgate_stop(&gate) != 0)
-                failed = 1;
+            if (gate.pid != 0) /* test_stop_during_handshake did not get to stop it */
+                bgt_botgate_kill(&gate);
         }
         free(yaml);
     }

@@ -1,3 +1,4 @@
+#include "botgate/clock.h"
 #include "botgate/access_log.h"
 #include "botgate/error.h"
 #include "botgate/jsonw.h"
@@ -109,6 +110,18 @@ writer_main(void *arg)
     return NULL;
 }
 
+/* Closes the file and frees what open made; the writer thread is not running. */
+static void
+log_free(bg_access_log *log)
+{
+    if (log->own_fd)
+        close(log->fd);
+    pthread_cond_destroy(&log->cv);
+    pthread_mutex_destroy(&log->mu);
+    free(log->pending);
+    free(log);
+}
+
 int
 bg_access_log_open(bg_access_log **out, const char *dest, bg_log_level min_level,
                    unsigned sample_1_in, char *why, size_t whylen)
@@ -147,12 +160,7 @@ bg_access_log_open(bg_access_log **out, const char *dest, bg_log_level min_level
     int rc = pthread_create(&log->thread, NULL, writer_main, log);
     if (rc != 0) {
         snprintf(why, whylen, "cannot start the writer thread: %s", strerror(rc));
-        if (log->own_fd)
-            close(log->fd);
-        pthread_cond_destroy(&log->cv);
-        pthread_mutex_destroy(&log->mu);
-        free(log->pending);
-        free(log);
+        log_free(log);
         return BG_EIO;
     }
     *out = log;
@@ -169,12 +177,7 @@ bg_access_log_close(bg_access_log *log)
     pthread_cond_signal(&log->cv);
     pthread_mutex_unlock(&log->mu);
     pthread_join(log->thread, NULL);
-    if (log->own_fd)
-        close(log->fd);
-    pthread_cond_destroy(&log->cv);
-    pthread_mutex_destroy(&log->mu);
-    free(log->pending);
-    free(log);
+    log_free(log);
 }
 
 /* FNV-1a: request ids are random, so any fair hash picks a fair 1 in N. */
@@ -256,14 +259,6 @@ bg_access_delivery_level(const char *outcome)
     return BG_LOG_INFO;
 }
 
-static int64_t
-wall_us(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
-}
-
 /* bg_jsonw_time, with the date and time of the second formatted once a second: lines are
  * made on the event loop's thread alone. */
 static void
@@ -287,7 +282,7 @@ static void
 begin_line(bg_jsonw *w, char *buf, bg_log_level level, const char *kind)
 {
     char ts[28];
-    line_time(ts, wall_us());
+    line_time(ts, bg_wall_us());
     bg_jsonw_begin(w, buf, BG_ACCESS_LOG_LINE);
     bg_jsonw_cstr(w, "ts", ts);
     bg_jsonw_cstr(w, "level", bg_access_log_level_name(level));

@@ -30,6 +30,7 @@
  * reference-counted struct, as in ingress.c: one reference is the request's (dropped by a
  * dispose callback on req->pool), one each Redis command's.
  */
+#include "botgate/clock.h"
 #include "botgate/access_log.h"
 #include "botgate/delivery.h"
 #include "botgate/dispatcher.h"
@@ -541,14 +542,6 @@ stream_id_ms(const char *id)
     return id != NULL ? strtoll(id, NULL, 10) : 0;
 }
 
-static int64_t
-wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 /* Gauges of state kept elsewhere, as of now; op NULL: Redis was not asked. */
 static void
 collect(bg_server *s, const struct st_scrape *op)
@@ -683,7 +676,7 @@ on_xpending(bg_redis *redis, redisReply *reply, int err, void *data)
         op->pending = reply->element[0]->integer;
         op->oldest_s = 0;
         if (op->pending > 0 && reply->element[1]->type == REDIS_REPLY_STRING) {
-            int64_t age = wall_ms() - stream_id_ms(reply->element[1]->str);
+            int64_t age = bg_wall_ms() - stream_id_ms(reply->element[1]->str);
             op->oldest_s = age > 0 ? (double)age / 1000.0 : 0;
         }
         op->have_pending = 1;

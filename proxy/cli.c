@@ -2,6 +2,7 @@
  * The command lines' clock and age format (botgate/cli.h).
  */
 #include "botgate/cli.h"
+#include "botgate/clock.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -10,9 +11,7 @@
 int64_t
 bg_cli_wall_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return bg_wall_ms();
 }
 
 void

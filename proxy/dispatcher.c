@@ -17,6 +17,7 @@
  * bot.concurrency heads are in flight; reading stops while more than read_ahead items
  * are held, so memory stays bounded whatever the backlog in Redis.
  */
+#include "botgate/clock.h"
 #include "botgate/dispatcher.h"
 #include "botgate/access_log.h"
 #include "botgate/delivery.h"
@@ -244,22 +245,6 @@ static void maybe_hand_over(bg_dispatcher *d);
 static void lose_all(bg_dispatcher *d, const char *why);
 
 static int64_t
-wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-static int64_t
-wall_us(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
-}
-
-static int64_t
 loop_ms(bg_dispatcher *d)
 {
     return (int64_t)h2o_now(d->loop);
@@ -294,7 +279,7 @@ log_attempt(bg_dispatcher *d, const struct st_item *it, const bg_http_result *re
     if (d->access_log == NULL)
         return;
     const bg_entry *e = &it->entry;
-    int64_t now = wall_us();
+    int64_t now = bg_wall_us();
     bg_access_delivery a = {
         .request_id = e->request_id,
         .entry_id = it->id,
@@ -602,7 +587,7 @@ hold(bg_dispatcher *d, unsigned k, unsigned epoch, const char *id, const char *r
         c->tail = it;
     d->held++;
     if (next_wall_ms > 0 && c->head == it) {
-        int64_t wait = next_wall_ms - wall_ms();
+        int64_t wait = next_wall_ms - bg_wall_ms();
         c->due_ms = loop_ms(d) + (wait > 0 ? wait : 0);
     }
     schedule(d, c);
@@ -738,7 +723,7 @@ record_dead(bg_dispatcher *d, struct st_item *it, const char *reason)
     char attempts[16], status[16], at[24];
     snprintf(attempts, sizeof(attempts), "%d", it->attempt);
     snprintf(status, sizeof(status), "%ld", it->last_status);
-    snprintf(at, sizeof(at), "%" PRId64, wall_ms());
+    snprintf(at, sizeof(at), "%" PRId64, bg_wall_ms());
     const struct st_part *part = &d->parts[it->conv->part];
     const char *argv[] = {
         "EVAL", dead_script, "3",    part->stream, part->retry, d->stream_dlq,  BG_CONSUMER_GROUP,
@@ -822,7 +807,7 @@ on_delivered(const bg_http_result *res, void *data)
         release_head(d, c);
         break;
     case BG_DELIVERY_RETRY: {
-        int64_t next_wall = wall_ms() + dec.delay_ms;
+        int64_t next_wall = bg_wall_ms() + dec.delay_ms;
         char what[160];
         if (r.transport_error)
             snprintf(what, sizeof(what), "%s", it->last_error);
@@ -890,7 +875,7 @@ deliver(bg_dispatcher *d, struct st_conv *c)
         return;
     }
     it->attempt++;
-    it->attempt_at_us = wall_us();
+    it->attempt_at_us = bg_wall_us();
     char *block = NULL;
     const char *lines[BG_ENTRY_MAX_HEADERS + 3];
     if (build_headers(it, &block, lines, sizeof(lines) / sizeof(lines[0])) != 0) {
@@ -1498,7 +1483,7 @@ bg_dispatcher_new(h2o_loop_t *loop, const bg_config *cfg, bg_redis *writer, bg_h
         (bg_backoff){cfg->bot.backoff_initial_ms, cfg->bot.backoff_max_ms, cfg->bot.max_attempts};
     d->concurrency = (size_t)cfg->bot.concurrency;
     d->read_ahead = d->concurrency * 16 < 256 ? 256 : d->concurrency * 16;
-    srand((unsigned)(wall_ms() ^ getpid())); /* back-off jitter only */
+    srand((unsigned)(bg_wall_ms() ^ getpid())); /* back-off jitter only */
     h2o_linklist_init_anchor(&d->ready);
     bg_timer_init(&d->retry_timer, loop, on_retry_timer, d);
     bg_timer_init(&d->balance_timer, loop, on_balance_timer, d);

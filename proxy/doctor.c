@@ -23,6 +23,7 @@
  * "verdict: <sentence>", or with --json one object: {"url", "steps": [{"step", "status",
  * "detail", ...}], "verdict": {"code", "text"}, "ok"}.
  */
+#include "botgate/clock.h"
 #include "botgate/cli.h"
 #include "botgate/config.h"
 #include "botgate/config_file.h"
@@ -279,14 +280,6 @@ clean_text(char *out, size_t cap, const char *s)
     out[n] = '\0';
 }
 
-static int64_t
-mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* ---- dns, tcp -------------------------------------------------------------------------- */
 
 static void
@@ -347,7 +340,7 @@ step_dns_tcp(struct st_doctor *d)
     struct st_step *dns = &d->steps[STEP_DNS], *tcp = &d->steps[STEP_TCP];
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     struct addrinfo *list = NULL;
-    int64_t t0 = mono_us();
+    int64_t t0 = bg_mono_us();
     int rc = getaddrinfo(d->t.host, d->t.port, &hints, &list);
     if (rc != 0) {
         set_step(dns, (bg_doctor_result){BG_DOCTOR_FAIL, BG_DOCTOR_DNS}, "%s: %s", d->t.host,
@@ -371,7 +364,7 @@ step_dns_tcp(struct st_doctor *d)
                  "%s is an address: nothing to resolve", d->t.host);
     else
         set_step(dns, (bg_doctor_result){BG_DOCTOR_PASS, BG_DOCTOR_OK}, "%s → %s in %.1f ms",
-                 d->t.host, addrs, (double)(mono_us() - t0) / 1000.0);
+                 d->t.host, addrs, (double)(bg_mono_us() - t0) / 1000.0);
     add_data(dns, "addresses", jaddrs);
 
     /* every address in turn, as a client does; the first one's error names the cause */
@@ -382,10 +375,10 @@ step_dns_tcp(struct st_doctor *d)
         char a[INET6_ADDRSTRLEN];
         addr_text(ai->ai_addr, a, sizeof(a));
         int err = 0;
-        t0 = mono_us();
+        t0 = bg_mono_us();
         d->fd = connect_one(ai, d->a.connect_ms, &err);
         if (d->fd >= 0) {
-            double ms = (double)(mono_us() - t0) / 1000.0;
+            double ms = (double)(bg_mono_us() - t0) / 1000.0;
             set_step(tcp, bg_doctor_connect_result(0), "connected to %s port %s in %.1f ms", a,
                      d->t.port, ms);
             add_data(tcp, "address", json_string(a));

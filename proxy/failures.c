@@ -2,6 +2,7 @@
  * The failure recorder (failures.h): XADD to <stream>:failures on the shared connection,
  * rate-limited per class.
  */
+#include "botgate/clock.h"
 #include "botgate/failures.h"
 #include "botgate/failure.h"
 
@@ -26,14 +27,6 @@ struct bg_failures {
     struct st_class_window windows[N_CLASSES];
     bg_failures_stats stats;
 };
-
-static int64_t
-wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 bg_failures *
 bg_failures_new(bg_redis *redis, const char *stream, long long maxlen)
@@ -107,7 +100,7 @@ bg_failures_record(bg_failures *f, const char *cls, const char *target, const ch
         ci++;
     if (bg_failure_classes[ci] == NULL || ci >= N_CLASSES)
         return; /* not a class: a programming error, nothing to record */
-    int64_t now = wall_ms();
+    int64_t now = bg_wall_ms();
     struct st_class_window *w = &f->windows[ci];
     if (w->second != now / 1000) {
         w->second = now / 1000;

@@ -17,6 +17,7 @@
  * in progress (dropped in its callback). Whichever ends last frees it; a callback
  * answers only while op->req is still set.
  */
+#include "botgate/clock.h"
 #include "botgate/access_log.h"
 #include "botgate/activity.h"
 #include "botgate/delivery.h"
@@ -64,14 +65,6 @@ struct st_ingress_op {
 struct st_ingress_req_ref {
     struct st_ingress_op *op;
 };
-
-static int64_t
-mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void
 op_release(struct st_ingress_op *op)
@@ -163,7 +156,7 @@ on_stored(void *data, int err, int duplicate)
 {
     struct st_ingress_op *op = data;
     op->server->inflight--;
-    op->enqueue_us = mono_us() - op->mark_us;
+    op->enqueue_us = bg_mono_us() - op->mark_us;
     op->duplicate = duplicate; /* a repeat is acknowledged like the original */
     if (err != 0)
         bg_admin_count_redis_error(&op->server->metrics, err);
@@ -282,13 +275,7 @@ on_sync_answer(const bg_http_result *res, void *data)
                         res->error);
             op_refuse(op, BG_EBOT_UNAVAILABLE, NULL);
         } else {
-            req->res.status = (int)res->status;
-            req->res.reason = "";
-            req->res.content_length = res->body_len;
-            if (res->content_type != NULL)
-                h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                               res->content_type, strlen(res->content_type));
-            h2o_send_inline(req, res->body, res->body_len);
+            bg_respond_passthrough(req, res);
         }
     }
     op_release(op);
@@ -394,7 +381,7 @@ enqueue(struct st_ingress_op *op)
                           directory_entry(op, &dir)};
     op->refs++;
     op->server->inflight++;
-    op->mark_us = mono_us();
+    op->mark_us = bg_mono_us();
     rc = bg_queue_put(op->server->queue, &item, on_stored, op);
     free(buf);
     if (rc != 0) {
@@ -438,7 +425,7 @@ static void
 on_keys(void *data)
 {
     struct st_ingress_op *op = data;
-    op->keys_wait_us = mono_us() - op->mark_us;
+    op->keys_wait_us = bg_mono_us() - op->mark_us;
     if (op->req != NULL && !op->server->shutting_down)
         authenticate(op);
     else if (op->req != NULL)
@@ -456,7 +443,7 @@ wait_for_keys(struct st_ingress_op *op, int unknown_kid)
     if (!bg_keys_wait(op->server->keys, unknown_kid, on_keys, op))
         return 0;
     op->refs++;
-    op->mark_us = mono_us();
+    op->mark_us = bg_mono_us();
     return 1;
 }
 
@@ -542,10 +529,10 @@ authenticate(struct st_ingress_op *op)
         return;
     }
     char why[200];
-    int64_t start = mono_us();
+    int64_t start = bg_mono_us();
     int rc = check_token(op, why, sizeof(why));
     /* a wait for the keys splits the check in two: both halves count */
-    op->auth_us = (op->auth_us > 0 ? op->auth_us : 0) + (mono_us() - start);
+    op->auth_us = (op->auth_us > 0 ? op->auth_us : 0) + (bg_mono_us() - start);
     if (rc == AUTH_WAITING)
         return;
     if (rc != 0) {

@@ -283,13 +283,7 @@ on_answer(const bg_http_result *res, void *data)
         bg_metric_inc(m->relay_attempts_answered);
         relay_call_done(op, (int)res->status, res);
         if (req != NULL) {
-            req->res.status = (int)res->status;
-            req->res.reason = "";
-            req->res.content_length = res->body_len;
-            if (res->content_type != NULL)
-                h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                               res->content_type, strlen(res->content_type));
-            h2o_send_inline(req, res->body, res->body_len);
+            bg_respond_passthrough(req, res);
         }
     }
 }

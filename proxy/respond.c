@@ -49,6 +49,18 @@ bg_respond_json(h2o_req_t *req, int status, const char *reason, const char *json
     h2o_send_inline(req, json, len);
 }
 
+void
+bg_respond_passthrough(h2o_req_t *req, const bg_http_result *res)
+{
+    req->res.status = (int)res->status;
+    req->res.reason = "";
+    req->res.content_length = res->body_len;
+    if (res->content_type != NULL)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                       res->content_type, strlen(res->content_type));
+    h2o_send_inline(req, res->body, res->body_len);
+}
+
 /* jansson does the escaping, so a detail naming a field cannot break the JSON. Every
  * refusal passes here, so here it is counted, under the code the caller reads. */
 void

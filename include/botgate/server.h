@@ -184,5 +184,9 @@ void bg_dispatcher_set_access_log(struct bg_dispatcher *d, struct bg_access_log 
 void bg_respond_error(h2o_req_t *req, int err, const char *detail);
 /* Answers req with status and a JSON body (NUL-terminated). */
 void bg_respond_json(h2o_req_t *req, int status, const char *reason, const char *json);
+/* Passes an upstream answer back unchanged: its status, Content-Type and body (the bot's
+ * to a synchronous activity, the Connector's to a relay call). */
+struct bg_http_result;
+void bg_respond_passthrough(h2o_req_t *req, const struct bg_http_result *res);
 
 #endif

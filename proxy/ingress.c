@@ -484,6 +484,14 @@ check_token(struct st_ingress_op *op, char *why, size_t whylen)
                                   &fresh, why, whylen);
         if (rc == BG_EAUTH_UNKNOWN_KID && wait_for_keys(op, 1))
             return AUTH_WAITING;
+        if (rc == BG_EAUTH_UNKNOWN_KID && bg_keys_failing(server->keys)) {
+            /* Not the caller's fault: the key service could not be asked. A 503 lets the
+             * Connector retry once it is back; a 401 would lose the activity. */
+            snprintf(why, whylen,
+                     "the token names a key botgate does not hold, and the Connector's key "
+                     "service could not be reached to look for it");
+            return BG_EKEYS;
+        }
         if (rc != 0) {
             bg_log_debug("auth", "%s: %s", bg_error_code(rc), why);
             return rc;

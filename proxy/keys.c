@@ -39,6 +39,7 @@ struct st_source {
     char *jwks_uri;
     bg_timer timer; /* next refresh or retry */
     int retry_ms;
+    int failing; /* the last fetch failed */
     struct st_waiter *waiters;
     size_t n_waiters, cap_waiters;
 };
@@ -92,6 +93,7 @@ fetch_failed(struct st_source *src, const char *url, const bg_http_result *res, 
 {
     bg_keys *keys = src->keys;
     keys->stats.failures++;
+    src->failing = 1;
     char detail[300];
     if (why != NULL)
         snprintf(detail, sizeof(detail), "%s", why);
@@ -142,6 +144,7 @@ on_jwks(const bg_http_result *res, void *data)
     if (keys->change_cb != NULL)
         keys->change_cb(keys, keys->change_data);
     bg_keyset_free(old);
+    src->failing = 0;
     src->retry_ms = RETRY_INITIAL_MS;
     bg_timer_start(&src->timer, (uint64_t)keys->cfg->auth.jwks_refresh_s * 1000);
     wake_waiters(src);
@@ -303,6 +306,12 @@ bg_keys_wait(bg_keys *keys, int unknown_kid, bg_keys_wait_cb cb, void *data)
             fetch(&keys->emulator);
     }
     return src->call != NULL && add_waiter(src, cb, data);
+}
+
+int
+bg_keys_failing(const bg_keys *keys)
+{
+    return keys->channel.failing || (keys->emulator_on && keys->emulator.failing);
 }
 
 bg_keys_stats

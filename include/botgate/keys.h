@@ -54,6 +54,10 @@ int bg_keys_ready(const bg_keys *keys);
  */
 int bg_keys_wait(bg_keys *keys, int unknown_kid, bg_keys_wait_cb cb, void *data);
 
+/* 1 while the last fetch of a key set in use failed: a kid botgate does not hold may then
+ * be one the key service would have given (the caller answers 503, not 401). */
+int bg_keys_failing(const bg_keys *keys);
+
 /* Counters for logs and metrics. */
 typedef struct bg_keys_stats {
     unsigned long fetches, failures;

@@ -935,8 +935,10 @@ test_connector_down_at_start(void **state)
 
 /*
  * A refresh that fails keeps the keys held (the SDK would drop them and refuse every
- * request): with the connector down, an unknown kid's refresh fails (401 unknown_kid),
- * and a token of the key still held is accepted.
+ * request): with the connector down, an unknown kid's refresh fails and the request gets
+ * 503 keys_unavailable (botgate could not look: the Connector may retry), never 202; a
+ * token of the key still held is accepted; once the connector is back, the same unknown
+ * kid (the connector does not have it either) is a 401 unknown_kid.
  */
 static void
 test_failed_refresh_keeps_keys(void **state)
@@ -951,18 +953,39 @@ test_failed_refresh_keeps_keys(void **state)
     tok unknown = {.kid = "kid-during-outage"};
     char *token = mint_in(local_conn_dir, &unknown, NULL);
     char *body = activity(SERVICE_URL, "msteams");
-    expect_refused(local_base, token, NULL, body, 401, "unknown_kid");
+    expect_refused(local_base, token, NULL, body, 503, "keys_unavailable");
     free(body);
-    free(token);
     assert_true(stats(local_conn_dir, META_PATH) >= meta0 + 1); /* the refresh was tried */
 
     int64_t exp;
     tok t = {0};
-    token = mint_in(local_conn_dir, &t, &exp); /* never seen: verified with the held key */
-    expect_accepted(local_base, token, exp);
-    free(token);
+    char *held = mint_in(local_conn_dir, &t, &exp); /* never seen: verified with the held key */
+    expect_accepted(local_base, held, exp);
+    free(held);
     expect_get(local_base, "/readyz", 200, NULL);
     assert_int_equal(bgt_connector_set_down(local_conn_dir, false), 0);
+    /* the failed fetch's retry (1 s) succeeds: the kid is then known to be unknown */
+    body = activity(SERVICE_URL, "msteams");
+    int64_t deadline = bgt_mono_ms() + 15000;
+    for (;;) {
+        bgt_http_resp resp;
+        post_token(local_base, BGT_HTTP_1_1, token, NULL, body, &resp);
+        char code[64];
+        int unknown = resp.status == 401 && bgt_http_error_code(&resp, code, sizeof(code)) &&
+                      strcmp(code, "unknown_kid") == 0;
+        int still_down = resp.status == 503;
+        if (!unknown && !still_down)
+            bgt_http_resp_print("unknown kid, connector back", &resp);
+        bgt_http_resp_free(&resp);
+        assert_true(unknown || still_down);
+        if (unknown)
+            break;
+        if (bgt_mono_ms() > deadline)
+            fail_msg("still 503 15 s after the connector came back");
+        bgt_sleep_ms(200);
+    }
+    free(body);
+    free(token);
     stop_local();
 }
 

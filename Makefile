@@ -24,12 +24,14 @@ run: build
 	./$(BUILD)/botgate serve
 
 # The whole suite, built with ASan+UBSan: unit tests, then integration tests against a
-# real redis-server and a real TLS listener, then every fuzz target for 5 s.
+# real redis-server and a real TLS listener, then every fuzz target for 5 s, then the
+# ingress integration test under valgrind.
 test: deps format-check docker-check
 	cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DBOTGATE_SANITIZE=ON
 	cmake --build $(TEST_BUILD) -j $(JOBS)
 	cd $(TEST_BUILD) && ctest --output-on-failure -j $(JOBS)
 	bash scripts/deps.sh fuzz && bash tests/fuzz/run.sh 5
+	$(MAKE) test-valgrind
 
 # Every libFuzzer target (tests/fuzz/) for a few seconds each, built with clang in
 # build-fuzz/: a crash, a leak or a broken property fails it. `make test` runs this too.

@@ -72,7 +72,7 @@ bg_respond_error(h2o_req_t *req, int err, const char *detail)
                             detail != NULL ? detail : bg_strerror(err));
     char *body = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
-    if (status == 503)
+    if (status == 503 || status == 429)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
     if (body == NULL) {
         bg_respond_json(req, status, NULL, "{\"error\":{\"code\":\"out_of_memory\"}}");

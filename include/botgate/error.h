@@ -61,7 +61,7 @@ typedef enum bg_err {
     BG_EBOT_UNAVAILABLE = -48, /* 502 the bot could not be reached for a synchronous call */
     /* stored entries */
     BG_EENTRY = -50, /* a queue entry could not be decoded */
-    /* overload (limits.h): shed, 503 with Retry-After */
+    /* overload (limits.h): shed, 429 with Retry-After (DESIGN.md: "429 shed") */
     BG_ESHED_CONNECTIONS = -80, /* policy.max_connections: the connection is closed unanswered */
     BG_ESHED_WRITES = -81,      /* policy.max_inflight_writes */
     BG_ESHED_BODY = -82,        /* policy.max_inflight_body_bytes */

@@ -1,6 +1,6 @@
 /*
  * Overload limits: what botgate holds at once, so that beyond its capacity it sheds work
- * with an answer the Connector retries (503 + Retry-After) instead of queueing without
+ * with an answer that says "later" (429 + Retry-After) instead of queueing without
  * bound.
  *
  *   policy.max_connections          client connections open at once (all public
@@ -9,11 +9,11 @@
  *                                   closed as soon as it is accepted, before TLS: nothing
  *                                   is spent on it.
  *   policy.max_inflight_writes      requests waiting on Redis (and synchronous calls
- *                                   waiting on the bot): one more gets 503
+ *                                   waiting on the bot): one more gets 429
  *                                   too_many_writes.
  *   policy.max_inflight_body_bytes  body bytes held by requests being handled (waiting
  *                                   for keys, Redis or the bot): one that would pass the
- *                                   cap gets 503 too_many_bytes.
+ *                                   cap gets 429 too_many_bytes.
  *
  * Every shed is counted in botgate_requests_refused_total under its reason. The
  * connection registry also serves the shutdown: h2o 2.2 does not close idle HTTP/1

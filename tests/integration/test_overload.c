@@ -1,14 +1,14 @@
 /*
- * Overload (issue 9): beyond its caps botgate sheds — a connection closed at once, or 503
+ * Overload (issue 9): beyond its caps botgate sheds — a connection closed at once, or 429
  * with Retry-After and the cap's code — instead of queueing without bound, and serves
  * again once below them (proxy/limits.c, botgate/limits.h):
  *
  *  - policy.max_connections 3: three keep-alive connections held open, a fourth is closed
  *    without an answer; once one of the three leaves, a new connection is served;
  *  - policy.max_inflight_writes 2: Redis stalled (DEBUG SLEEP), two requests wait on it and
- *    every other one gets 503 too_many_writes; when Redis answers, the two get 202, and so
+ *    every other one gets 429 too_many_writes; when Redis answers, the two get 202, and so
  *    do new requests; what is stored is exactly what was acknowledged;
- *  - policy.max_inflight_body_bytes 4096 with ~1.5 KB bodies: the same with 503
+ *  - policy.max_inflight_body_bytes 4096 with ~1.5 KB bodies: the same with 429
  *    too_many_bytes once two bodies are held.
  *
  * Every shed is counted in botgate_requests_refused_total under its reason, read from the
@@ -228,7 +228,7 @@ stall_end(redisContext *c)
 
 /*
  * A cap reached while Redis stalls for 3 s: `waiting` requests wait on Redis and get 202
- * when it answers; every other request meanwhile is shed at once with 503 `code` and
+ * when it answers; every other request meanwhile is shed at once with 429 `code` and
  * Retry-After; once Redis answers, new requests get 202 again. The stream holds exactly the
  * acknowledged activities.
  */
@@ -254,7 +254,7 @@ expect_shed(const char *name, size_t body_size, const char *code, size_t waiting
     for (size_t i = 0; i < n; i++) {
         if (s[i].status == 202) {
             acked++;
-        } else if (s[i].status == 503 && strcmp(s[i].code, code) == 0 && s[i].retry_after) {
+        } else if (s[i].status == 429 && strcmp(s[i].code, code) == 0 && s[i].retry_after) {
             shed++;
         } else {
             fail_msg("%s: %s got %ld %s%s", name, s[i].id, s[i].status, s[i].code,

@@ -658,19 +658,18 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     op->received_at_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
     set_request_id(server, req, op->request_id);
 
-    /* policy.max_inflight_body_bytes: the bodies this request's waits would hold */
-    if (bg_limits_take_body(server->limits, req->entity.len) != 0) {
-        op_refuse(op, BG_ESHED_BODY, NULL);
-        return 0;
-    }
-    op->body_taken = req->entity.len;
-
     const char *detail = NULL;
     int rc = precheck(op, &detail);
     if (rc != 0) {
         op_refuse(op, rc, detail);
         return 0;
     }
+    /* policy.max_inflight_body_bytes: the bodies this request's waits would hold */
+    if (bg_limits_take_body(server->limits, req->entity.len) != 0) {
+        op_refuse(op, BG_ESHED_BODY, NULL);
+        return 0;
+    }
+    op->body_taken = req->entity.len;
     char why[160];
     rc = bg_activity_parse(&op->act, req->entity.base, req->entity.len, why, sizeof(why));
     if (rc != 0) {

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <curl/curl.h>
 
 #include "harness.h"
 
@@ -39,14 +40,28 @@ static char cert[BGT_PATH_MAX], key[BGT_PATH_MAX];
 
 struct tally {
     long accepted, shutting_down;
+    long raced;           /* no answer, tolerated: see migrate_on */
     char prefixes[2][17]; /* the request-id prefixes seen: one per process */
     int n_prefixes;
 };
 
+/*
+ * net.ipv4.tcp_migrate_req (Linux 5.14+). When a SO_REUSEPORT listener closes, a connection
+ * still in its SYN or accept queue is reset unless this is 1, in which case the kernel
+ * moves it to another listener of the port. botgate accepts its queue before it closes,
+ * but a SYN can land in between (README.md, "Zero-downtime restart", recommends the
+ * setting). The test turns it on when it may (root, a writable /proc/sys) and then
+ * asserts that no request goes unanswered; when it may not, a connection refused or reset
+ * while the old process closes is counted and printed, not failed.
+ */
+#define MIGRATE_PATH "/proc/sys/net/ipv4/tcp_migrate_req"
+static int migrate_on;
+static char migrate_before[8];
+
 /* POSTs one fresh activity to url; fails the test unless it was answered 202 or 503
  * shutting_down. Returns the status. */
 static long
-post_one(const char *url, struct tally *t)
+post_one(const char *url, struct tally *t, int closing)
 {
     char id[64], conv[64], rid[80], code[64];
     bgt_fresh_id(id, sizeof(id), "1:reuse-");
@@ -56,6 +71,13 @@ post_one(const char *url, struct tally *t)
     bgt_http_resp resp;
     int rc = bgt_http_post(url, BGT_HTTP_1_1, cert, headers, body, strlen(body), &resp);
     free(body);
+    if (rc != 0 && closing && !migrate_on &&
+        (resp.curl_code == CURLE_COULDNT_CONNECT || resp.curl_code == CURLE_SSL_CONNECT_ERROR ||
+         resp.curl_code == CURLE_RECV_ERROR || resp.curl_code == CURLE_SEND_ERROR)) {
+        t->raced++;
+        bgt_http_resp_free(&resp);
+        return 0;
+    }
     if (rc != 0) {
         bgt_http_resp_print("POST", &resp);
         fail_msg("a request got no answer (%s)", resp.curl_error);
@@ -98,7 +120,7 @@ test_restart_without_refusal(void **state)
     snprintf(listening, sizeof(listening), "listening on https://127.0.0.1:%d", port);
     char *yaml = bgt_config_yaml(&c);
     assert_int_equal(bgt_botgate_start(&gates[0], env.dir, "gen0", yaml, health, cert), 0);
-    long stored = 0, drained = 0, refused_503 = 0;
+    long stored = 0, drained = 0, refused_503 = 0, raced = 0;
     /* ROLLS rolling restarts: the next generation starts on the port, the old one stops */
     for (int gen = 1; gen <= ROLLS; gen++) {
         bgt_botgate *old = &gates[(gen - 1) % 2], *new = &gates[gen % 2];
@@ -110,7 +132,7 @@ test_restart_without_refusal(void **state)
         /* both serve the port: two request-id prefixes among the 202s */
         struct tally both = {0};
         for (int i = 0; i < 200 && both.n_prefixes < 2; i++)
-            assert_int_equal(post_one(url, &both), 202);
+            assert_int_equal(post_one(url, &both, 0), 202);
         assert_int_equal(both.n_prefixes, 2);
 
         /* SIGTERM to the old one, requests all the while */
@@ -118,7 +140,7 @@ test_restart_without_refusal(void **state)
         assert_int_equal(kill(old->pid, SIGTERM), 0);
         int status = 0, gone = 0;
         for (int i = 0; i < 100000 && !gone; i++) {
-            post_one(url, &during);
+            post_one(url, &during, 1);
             gone = bgt_wait_pid(old->pid, 0, &status) == 0;
         }
         assert_true(gone);
@@ -128,17 +150,18 @@ test_restart_without_refusal(void **state)
         /* the new one alone */
         struct tally after = {0};
         for (int i = 0; i < AFTER_EXIT; i++)
-            assert_int_equal(post_one(url, &after), 202);
+            assert_int_equal(post_one(url, &after, 0), 202);
         assert_int_equal(after.n_prefixes, 1);
         stored += both.accepted + during.accepted + after.accepted;
         drained += during.accepted + during.shutting_down;
         refused_503 += during.shutting_down;
+        raced += during.raced;
     }
     free(yaml);
     assert_int_equal(bgt_redis_xlen(&redis, STREAM), stored);
     print_message("reuseport: %d restarts, %ld stored, %ld requests while the old one drained "
-                  "(%ld answered 503 shutting_down), none refused or reset\n",
-                  ROLLS, stored, drained, refused_503);
+                  "(%ld answered 503 shutting_down), %ld refused or reset (tcp_migrate_req %s)\n",
+                  ROLLS, stored, drained, refused_503, raced, migrate_on ? "1" : "0: tolerated");
     assert_int_equal(bgt_botgate_stop(&gates[ROLLS % 2]), 0);
 }
 
@@ -190,9 +213,29 @@ main(void)
     };
     if (bgt_env_init(&env) != 0 || bgt_tls_make_cert(env.dir, cert, key) != 0)
         return 1;
+    char *was = bgt_read_file(MIGRATE_PATH, NULL);
+    if (was != NULL) {
+        snprintf(migrate_before, sizeof(migrate_before), "%.1s", was);
+        free(was);
+        FILE *f = migrate_before[0] == '1' ? NULL : fopen(MIGRATE_PATH, "w");
+        migrate_on = migrate_before[0] == '1' ||
+                     (f != NULL && fputs("1\n", f) >= 0 && fclose(f) == 0 && (f = NULL, 1));
+        if (f != NULL)
+            fclose(f);
+    }
+    fprintf(stderr, "reuseport: tcp_migrate_req %s\n",
+            migrate_on ? "on: no request may go unanswered"
+                       : "off and not settable: resets while the old process closes are counted");
     int failed = bgt_redis_start(&redis, env.dir, "main", NULL) != 0;
     if (!failed)
         failed = cmocka_run_group_tests_name("reuseport", tests, NULL, NULL);
     bgt_redis_stop(&redis);
+    if (migrate_on && migrate_before[0] == '0') {
+        FILE *f = fopen(MIGRATE_PATH, "w"); /* as it was */
+        if (f != NULL) {
+            fputs("0\n", f);
+            fclose(f);
+        }
+    }
     return bgt_env_exit(&env, failed);
 }

@@ -21,6 +21,7 @@
 #include "botgate/access_log.h"
 #include "botgate/activity.h"
 #include "botgate/delivery.h"
+#include "botgate/directory_cache.h"
 #include "botgate/entry.h"
 #include "botgate/error.h"
 #include "botgate/failure.h"
@@ -58,6 +59,7 @@ struct st_ingress_op {
     int err;                 /* the refusal's error; 0: none */
     const char *token_cache; /* "hit", "miss", NULL: no token checked */
     int duplicate;
+    int directory_sent; /* the enqueue script writes the directory entry too */
     int64_t keys_wait_us, auth_us, enqueue_us, bot_us; /* -1: not measured */
     int64_t mark_us;                                   /* monotonic start of the wait in progress */
 };
@@ -151,6 +153,8 @@ observe_ack(bg_server *server, h2o_req_t *req)
     bg_metric_observe(server->metrics.ack, s > 0 ? s : 0);
 }
 
+static void directory_written(struct st_ingress_op *op);
+
 static void
 on_stored(void *data, int err, int duplicate)
 {
@@ -160,6 +164,8 @@ on_stored(void *data, int err, int duplicate)
     op->duplicate = duplicate; /* a repeat is acknowledged like the original */
     if (err != 0)
         bg_admin_count_redis_error(&op->server->metrics, err);
+    else if (op->directory_sent)
+        directory_written(op);
     if (op->req != NULL) {
         if (err == 0) {
             op->req->res.status = 202;
@@ -347,6 +353,13 @@ directory_entry(struct st_ingress_op *op, bg_directory_entry *d)
 {
     if (!op->server->auth_on || op->act.conversation_id == NULL || op->act.service_url == NULL)
         return NULL;
+    /* the same entry written less than a refresh interval ago (directory_cache.h) */
+    bg_server *s = op->server;
+    if (s->directory_cache != NULL &&
+        bg_directory_cache_fresh(s->directory_cache, op->act.conversation_id, op->act.service_url,
+                                 op->act.channel_id, op->act.tenant_id, op->received_at_us / 1000,
+                                 bg_directory_refresh_ms(s->cfg->relay.directory_ttl_s)))
+        return NULL;
     *d = (bg_directory_entry){.conversation_id = op->act.conversation_id,
                               .service_url = op->act.service_url,
                               .channel_id = op->act.channel_id,
@@ -354,6 +367,16 @@ directory_entry(struct st_ingress_op *op, bg_directory_entry *d)
                               .last_seen_ms = op->received_at_us / 1000,
                               .ttl_s = op->server->cfg->relay.directory_ttl_s};
     return d;
+}
+
+/* The directory entry of op's activity was written (directory_cache.h). */
+static void
+directory_written(struct st_ingress_op *op)
+{
+    if (op->server->directory_cache != NULL)
+        bg_directory_cache_note(op->server->directory_cache, op->act.conversation_id,
+                                op->act.service_url, op->act.channel_id, op->act.tenant_id,
+                                op->received_at_us / 1000);
 }
 
 /* Stores the authenticated activity; the answer comes from on_stored. */
@@ -379,6 +402,7 @@ enqueue(struct st_ingress_op *op)
     bg_directory_entry dir;
     bg_queue_item item = {buf, buflen, op->act.conversation_id, op->act.id,
                           directory_entry(op, &dir)};
+    op->directory_sent = item.directory != NULL;
     op->refs++;
     op->server->inflight++;
     op->mark_us = bg_mono_us();
@@ -414,8 +438,10 @@ route(struct st_ingress_op *op)
     if (bg_delivery_is_sync(op->act.type, op->act.delivery_mode, cfg->policy.sync_types.v,
                             cfg->policy.sync_types.n)) {
         bg_directory_entry dir;
-        if (directory_entry(op, &dir) != NULL)
+        if (directory_entry(op, &dir) != NULL) {
             bg_directory_touch(op->server->redis, cfg->redis.stream, &dir);
+            directory_written(op);
+        }
         proxy_sync(op);
     } else
         enqueue(op);

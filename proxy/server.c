@@ -14,6 +14,7 @@
  */
 #include "botgate/server.h"
 #include "botgate/access_log.h"
+#include "botgate/directory_cache.h"
 #include "botgate/dispatcher.h"
 #include "botgate/error.h"
 #include "botgate/failures.h"
@@ -251,6 +252,9 @@ setup_auth(bg_server *s, const bg_config *cfg, char *err, size_t errlen)
         return 1;
     if (cfg->auth.token_cache_entries > 0 &&
         (s->token_cache = bg_token_cache_new((size_t)cfg->auth.token_cache_entries)) == NULL)
+        return 1;
+    /* 65536 slots, 1 MiB: the conversations active within a refresh interval */
+    if ((s->directory_cache = bg_directory_cache_new(65536)) == NULL)
         return 1;
     bg_keys_set_change_cb(s->keys, on_keys_changed, s);
     bg_keys_set_failures(s->keys, s->failures);
@@ -507,6 +511,8 @@ out:
     if (s->dispatcher != NULL)
         bg_dispatcher_stop(s->dispatcher);
     bg_token_cache_free(s->token_cache);
+    bg_directory_cache_free(s->directory_cache);
+    s->directory_cache = NULL;
     s->token_cache = NULL;
     bg_cidr_list_free(&s->allow_cidrs);
     bg_cidr_list_free(&s->trusted_proxies);

@@ -3,7 +3,8 @@
  * inbound activity, which is where the relay sends the bot's messages for it.
  *
  * One Redis hash per conversation, refreshed (and its TTL, relay.directory_ttl_s, reset)
- * by every authenticated activity:
+ * by authenticated activities, at most once per refresh interval (an hour by default) for
+ * the same fields, and at once when one changes (directory_cache.h):
  *
  *   <redis.stream>:conversations:<conversation id>     (the id as sent; it may hold ':')
  *     service_url    the activity's serviceUrl, equal to the verified token's serviceurl

@@ -121,10 +121,11 @@ typedef struct bg_server {
     uint64_t id_prefix; /* random, per process: request ids are unique across pods */
     uint64_t id_counter;
     bg_server_metrics metrics;
-    struct bg_failures *failures;     /* <stream>:failures (failures.h) */
-    struct bg_access_log *access_log; /* NULL: log.access off */
-    bg_timer cert_timer;              /* logs the certificate's days left, daily */
-    bg_limits *limits;                /* overload caps; tracks the open connections */
+    struct bg_failures *failures;               /* <stream>:failures (failures.h) */
+    struct bg_access_log *access_log;           /* NULL: log.access off */
+    struct bg_directory_cache *directory_cache; /* recent directory writes; NULL: auth off */
+    bg_timer cert_timer;                        /* logs the certificate's days left, daily */
+    bg_limits *limits;                          /* overload caps; tracks the open connections */
     /* the certificate's files, watched for a reload (tls_reload.h); NULL: no TLS listener */
     struct bg_tls_watch *tls_watch;
 } bg_server;

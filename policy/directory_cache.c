@@ -75,9 +75,8 @@ bg_directory_cache_fresh(const bg_directory_cache *c, const char *conversation_i
 }
 
 void
-bg_directory_cache_note(bg_directory_cache *c, const char *conversation_id,
-                        const char *service_url, const char *channel_id, const char *tenant_id,
-                        int64_t now_ms)
+bg_directory_cache_note(bg_directory_cache *c, const char *conversation_id, const char *service_url,
+                        const char *channel_id, const char *tenant_id, int64_t now_ms)
 {
     uint64_t fp = fingerprint(conversation_id, service_url, channel_id, tenant_id);
     struct st_slot *s = &c->slots[fp & c->mask];

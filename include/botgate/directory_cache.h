@@ -30,11 +30,11 @@ int64_t bg_directory_refresh_ms(int ttl_s);
 
 /* 1 when these fields were noted less than refresh_ms before now_ms. tenant NULL = "". */
 int bg_directory_cache_fresh(const bg_directory_cache *c, const char *conversation_id,
-                             const char *service_url, const char *channel_id,
-                             const char *tenant_id, int64_t now_ms, int64_t refresh_ms);
+                             const char *service_url, const char *channel_id, const char *tenant_id,
+                             int64_t now_ms, int64_t refresh_ms);
 /* Notes that these fields were written at now_ms. */
 void bg_directory_cache_note(bg_directory_cache *c, const char *conversation_id,
-                             const char *service_url, const char *channel_id,
-                             const char *tenant_id, int64_t now_ms);
+                             const char *service_url, const char *channel_id, const char *tenant_id,
+                             int64_t now_ms);
 
 #endif

@@ -50,7 +50,7 @@ static uint64_t
 fingerprint(const char *conv, const char *url, const char *channel, const char *tenant)
 {
     const char *fields[4] = {conv, url, channel, tenant != NULL ? tenant : ""};
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = 14695981039346656037ULL;
     for (int i = 0; i < 4; i++) {
         for (const char *p = fields[i] != NULL ? fields[i] : ""; *p != '\0'; p++)
             h = (h ^ (unsigned char)*p) * 1099511628211ULL;

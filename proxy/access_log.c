@@ -2,6 +2,7 @@
 #include "botgate/access_log.h"
 #include "botgate/error.h"
 #include "botgate/jsonw.h"
+#include "botgate/partition.h" /* bg_fnv1a64: request ids are random, any fair hash will do */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -180,16 +181,6 @@ bg_access_log_close(bg_access_log *log)
     log_free(log);
 }
 
-/* FNV-1a: request ids are random, so any fair hash picks a fair 1 in N. */
-static uint64_t
-hash_id(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s != '\0'; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
-
 int
 bg_access_log_wants(bg_access_log *log, bg_log_level level, const char *request_id)
 {
@@ -198,7 +189,7 @@ bg_access_log_wants(bg_access_log *log, bg_log_level level, const char *request_
     if (level >= BG_LOG_WARN || log->sample_1_in == 1)
         return 1;
     if (request_id != NULL && request_id[0] != '\0')
-        return hash_id(request_id) % log->sample_1_in == 0;
+        return bg_fnv1a64(request_id, strlen(request_id)) % log->sample_1_in == 0;
     return log->unsampled++ % log->sample_1_in == 0;
 }
 

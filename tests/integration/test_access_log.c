@@ -194,7 +194,7 @@ token(void)
 static int
 sampled(const char *id, unsigned n)
 {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = 14695981039346656037ULL; /* FNV-1a 64's offset basis */
     for (const char *p = id; *p != '\0'; p++)
         h = (h ^ (unsigned char)*p) * 1099511628211ULL;
     return h % n == 0;

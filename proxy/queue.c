@@ -3,6 +3,7 @@
 #include "botgate/log.h"
 #include "botgate/partition.h"
 #include "botgate/relay_directory.h"
+#include "botgate/timer.h"
 
 #include <openssl/evp.h>
 #include <stdbool.h>
@@ -11,40 +12,83 @@
 #include <string.h>
 
 /*
- * The enqueue script. KEYS[1] is the stream (the conversation's partition); KEYS[2], when
- * given, the de-duplication key of (conversation id, activity id); the last key, when ARGV
- * holds more than 3 values, the conversation's directory entry (botgate/relay_directory.h).
- * ARGV: maxlen, TTL in seconds, the entry; then, for the directory, its TTL, serviceUrl,
- * channelId, tenant id and last-seen time (Unix ms).
+ * The enqueue script: stores a batch of activities, each as its own atomic step. Every put
+ * made during one turn of the event loop goes to Redis in one call of this script at the
+ * end of that turn (group commit): Redis then pays its per-call costs (reading, the Lua
+ * call, the reply, and with appendfsync always one fsync) once per turn instead of once
+ * per activity, and botgate one command and one reply.
  *
- * It runs atomically, so "seen before?" and "append" cannot be separated by a crash or
- * by a concurrent writer from another pod: either both the entry and its marker exist,
- * or neither. The marker holds the entry id, so a repeat answers with the original id.
- * The directory is written first, whatever follows: the activity passed authentication,
- * so its serviceUrl is the verified one even when the queue then refuses it.
+ * KEYS, per activity in order: its stream (the conversation's partition); its
+ * de-duplication key when flags has bit 0; its conversation directory entry when flags
+ * has bit 1 (botgate/relay_directory.h).
+ * ARGV: maxlen, the de-duplication TTL, the directory TTL; then per activity: flags, the
+ * entry, and with bit 1 the directory's serviceUrl, channelId, tenant id and last-seen
+ * time (Unix ms).
+ *
+ * Per activity, atomically: the directory is written first, whatever follows (the activity
+ * passed authentication, so its serviceUrl is the verified one even when the queue then
+ * refuses it); then the de-duplication marker is set (SET NX: there already means a repeat,
+ * acknowledged, nothing stored), then the entry appended. A marker is never left without its
+ * entry: when the queue is full or the append fails, the marker is deleted again, so a crash
+ * or a concurrent writer from another pod cannot separate "seen before?" from "append", and
+ * the Connector's retry of a refused activity is not taken for a repeat. A repeat later in
+ * the same batch finds the marker the earlier one set.
  *
  * The stream is a queue, not a log: the dispatcher deletes what it has delivered. So its
  * length is the backlog, and redis.maxlen bounds it by refusing (503 queue_full, the
  * Connector retries) rather than by trimming: MAXLEN would silently drop the oldest
- * acknowledged activities that the bot has not received yet.
- * Returns {1, id} for a new entry, {0, id} for a repeat, {-1, ""} when full.
+ * acknowledged activities that the bot has not received yet. XLEN is asked once per stream
+ * and batch; the script counts its own appends.
+ *
+ * Returns one value per activity: 1 stored, 0 a repeat, -1 full, or the error message when
+ * one of its commands failed (WRONGTYPE on its stream, say): that activity fails alone,
+ * under pcall, and the others of the batch are unaffected.
  */
 static const char enqueue_script[] =
-    "local nkeys = #KEYS\n"
-    "if #ARGV > 3 then\n"
-    "  redis.call('HSET', KEYS[nkeys], 'service_url', ARGV[5], 'channel_id', ARGV[6],\n"
-    "             'tenant_id', ARGV[7], 'last_seen_ms', ARGV[8])\n"
-    "  redis.call('EXPIRE', KEYS[nkeys], ARGV[4])\n"
-    "  nkeys = nkeys - 1\n"
+    "local maxlen, lens = tonumber(ARGV[1]), {}\n"
+    "local function put(stream, seen, dir, a)\n"
+    "  if dir then\n"
+    "    redis.call('HSET', dir, 'service_url', ARGV[a + 2], 'channel_id', ARGV[a + 3],\n"
+    "               'tenant_id', ARGV[a + 4], 'last_seen_ms', ARGV[a + 5])\n"
+    "    redis.call('EXPIRE', dir, ARGV[3])\n"
+    "  end\n"
+    "  local len = lens[stream] or redis.call('XLEN', stream)\n"
+    "  if seen and not redis.call('SET', seen, '1', 'NX', 'EX', ARGV[2]) then return 0 end\n"
+    "  if len >= maxlen then\n"
+    "    if seen then redis.call('DEL', seen) end\n"
+    "    return -1\n"
+    "  end\n"
+    "  local ok, id = pcall(redis.call, 'XADD', stream, '*', 'entry', ARGV[a + 1])\n"
+    "  if not ok then\n"
+    "    if seen then redis.call('DEL', seen) end\n"
+    "    error(id)\n"
+    "  end\n"
+    "  lens[stream] = len + 1\n"
+    "  return 1\n"
     "end\n"
-    "if nkeys == 2 then\n"
-    "  local seen = redis.call('GET', KEYS[2])\n"
-    "  if seen then return {0, seen} end\n"
+    "local out, k, a = {}, 1, 4\n"
+    "while a <= #ARGV do\n"
+    "  local flags = tonumber(ARGV[a])\n"
+    "  local stream, seen, dir = KEYS[k], nil, nil\n"
+    "  k = k + 1\n"
+    "  if flags % 2 == 1 then seen = KEYS[k]; k = k + 1 end\n"
+    "  if flags >= 2 then dir = KEYS[k]; k = k + 1 end\n"
+    "  local ok, code = pcall(put, stream, seen, dir, a)\n"
+    "  if ok then\n"
+    "    out[#out + 1] = code\n"
+    "  else\n"
+    "    out[#out + 1] = type(code) == 'table' and code.err or tostring(code)\n"
+    "  end\n"
+    "  a = a + (dir and 6 or 2)\n"
     "end\n"
-    "if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return {-1, ''} end\n"
-    "local id = redis.call('XADD', KEYS[1], '*', 'entry', ARGV[3])\n"
-    "if nkeys == 2 then redis.call('SET', KEYS[2], id, 'EX', ARGV[2]) end\n"
-    "return {1, id}\n";
+    "return out\n";
+
+/* A script call carries at most this many activities, or this many bytes of entries (at
+ * least one activity): Redis runs a script to its end before anything else, so one call
+ * must stay short. The rest of a turn's puts go in further calls, in order. */
+enum { BATCH_MAX_PUTS = 256, BATCH_MAX_BYTES = 4 << 20 };
+
+struct st_queue_put;
 
 struct bg_queue {
     bg_redis *redis;
@@ -58,16 +102,19 @@ struct bg_queue {
     char dir_ttl[16]; /* relay.directory_ttl_s */
     int min_replicas;
     char sha[41];
+    /* the puts of this turn of the loop, in order, sent by flush_timer at its end */
+    struct st_queue_put *pending, **pending_tail;
+    bg_timer flush_timer;
 };
 
-/* One put in flight. Owns a copy of the arguments until the last reply. */
+/* One put from bg_queue_put to its callback. Owns a copy of the arguments. */
 struct st_queue_put {
-    bg_queue *queue;
+    struct st_queue_put *next;
     const char *stream; /* the conversation's partition */
     bg_queue_cb cb;
     void *data;
+    int err; /* the script's verdict on this put */
     int duplicate;
-    int tried_eval; /* NOSCRIPT seen once: re-sent as EVAL */
     char *dedupe_key;
     size_t dedupe_len;
     char *entry;
@@ -77,6 +124,15 @@ struct st_queue_put {
     size_t dir_key_len;
     char *dir_service_url, *dir_channel_id, *dir_tenant_id;
     char dir_seen[24];
+};
+
+/* One script call in flight: the puts it carries, until the last reply (WAIT's, where
+ * redis.min_replicas_ack asks for one). */
+struct st_queue_batch {
+    bg_queue *queue;
+    struct st_queue_put *puts;
+    size_t n;
+    int tried_eval; /* NOSCRIPT seen once: re-sent as EVAL */
 };
 
 static void
@@ -91,111 +147,187 @@ put_free(struct st_queue_put *put)
     free(put);
 }
 
+/* Answers every put of the list: err for all when it is not 0, else each its own verdict.
+ * A callback may put again: the list is detached first, and new puts join the next turn. */
 static void
-put_finish(struct st_queue_put *put, int err)
+finish_puts(struct st_queue_put *put, int err)
 {
-    put->cb(put->data, err, put->duplicate);
-    put_free(put);
+    while (put != NULL) {
+        struct st_queue_put *next = put->next;
+        put->cb(put->data, err != 0 ? err : put->err, put->duplicate);
+        put_free(put);
+        put = next;
+    }
+}
+
+static void
+batch_finish(struct st_queue_batch *b, int err)
+{
+    struct st_queue_put *puts = b->puts;
+    free(b);
+    finish_puts(puts, err);
 }
 
 static void
 on_wait_reply(bg_redis *redis, redisReply *reply, int err, void *data)
 {
     (void)redis;
-    struct st_queue_put *put = data;
-    if (err != 0)
-        put_finish(put, err);
-    else if (reply->type != REDIS_REPLY_INTEGER)
-        put_finish(put, BG_EREDIS_ERROR);
-    else
-        put_finish(put, reply->integer >= put->queue->min_replicas ? 0 : BG_EREPLICA);
+    struct st_queue_batch *b = data;
+    if (err == 0 && reply->type != REDIS_REPLY_INTEGER)
+        err = BG_EREDIS_ERROR;
+    if (err == 0 && reply->integer < b->queue->min_replicas)
+        err = BG_EREPLICA;
+    batch_finish(b, err);
 }
 
-static int send_script(struct st_queue_put *put, int use_eval);
+static int send_batch(struct st_queue_batch *b, int use_eval);
+
+/* Reads the script's value per put into each put's verdict; -1 when the reply is not what
+ * the script returns. */
+static int
+read_verdicts(struct st_queue_batch *b, const redisReply *reply)
+{
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != b->n)
+        return -1;
+    size_t i = 0;
+    for (struct st_queue_put *put = b->puts; put != NULL; put = put->next, i++) {
+        const redisReply *v = reply->element[i];
+        if (v->type == REDIS_REPLY_STRING) {
+            bg_log_warn("queue", "enqueue refused by Redis: %.*s", (int)v->len, v->str);
+            put->err = BG_EREDIS_ERROR;
+        } else if (v->type != REDIS_REPLY_INTEGER || v->integer < -1 || v->integer > 1) {
+            return -1;
+        } else if (v->integer == -1) {
+            put->err = BG_EQUEUE_FULL;
+        } else {
+            put->duplicate = v->integer == 0;
+        }
+    }
+    return 0;
+}
 
 static void
 on_script_reply(bg_redis *redis, redisReply *reply, int err, void *data)
 {
-    struct st_queue_put *put = data;
+    struct st_queue_batch *b = data;
     if (err != 0) {
-        put_finish(put, err);
+        batch_finish(b, err);
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
-        if (!put->tried_eval && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        if (!b->tried_eval && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
             /* First use on this server (or after SCRIPT FLUSH): send the text once. */
-            int rc = send_script(put, 1);
+            int rc = send_batch(b, 1);
             if (rc != 0)
-                put_finish(put, rc);
+                batch_finish(b, rc);
             return;
         }
         bg_log_warn("queue", "enqueue refused by Redis: %.*s", (int)reply->len, reply->str);
-        put_finish(put, BG_EREDIS_ERROR);
+        batch_finish(b, BG_EREDIS_ERROR);
         return;
     }
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-        reply->element[0]->type != REDIS_REPLY_INTEGER) {
-        put_finish(put, BG_EREDIS_ERROR);
+    if (read_verdicts(b, reply) != 0) {
+        bg_log_warn("queue", "the enqueue script answered %zu values for %zu activities",
+                    reply->type == REDIS_REPLY_ARRAY ? reply->elements : 0, b->n);
+        batch_finish(b, BG_EREDIS_ERROR);
         return;
     }
-    if (reply->element[0]->integer < 0) {
-        put_finish(put, BG_EQUEUE_FULL);
+    if (b->queue->min_replicas == 0) {
+        batch_finish(b, 0);
         return;
     }
-    put->duplicate = reply->element[0]->integer == 0;
-    if (put->queue->min_replicas == 0) {
-        put_finish(put, 0);
-        return;
-    }
-    /* WAIT counts the replicas that have everything this connection wrote so far,
-     * which includes a duplicate's original when this process stored it. */
-    bg_queue *q = put->queue;
+    /* WAIT counts the replicas that have everything this connection wrote so far, which
+     * includes a duplicate's original when this process stored it. One WAIT serves the
+     * whole batch; a refused put keeps its own verdict. */
+    bg_queue *q = b->queue;
     const char *argv[3] = {"WAIT", q->replicas, q->wait_ms};
-    int rc = bg_redis_command(redis, on_wait_reply, put, 3, argv, NULL);
+    int rc = bg_redis_command(redis, on_wait_reply, b, 3, argv, NULL);
     if (rc != 0)
-        put_finish(put, rc);
+        batch_finish(b, rc);
 }
 
+#define PUT_FLAGS(put) ((put)->dedupe_key != NULL ? 1 : 0) + ((put)->dir_key != NULL ? 2 : 0)
+
 static int
-send_script(struct st_queue_put *put, int use_eval)
+send_batch(struct st_queue_batch *b, int use_eval)
 {
-    bg_queue *q = put->queue;
-    int has_key = put->dedupe_key != NULL, has_dir = put->dir_key != NULL;
-    const char *argv[15];
-    size_t lens[15];
-    int n = 0;
-    put->tried_eval |= use_eval;
-    argv[n] = use_eval ? "EVAL" : "EVALSHA";
-    lens[n++] = use_eval ? 4 : 7;
-    argv[n] = use_eval ? enqueue_script : q->sha;
-    lens[n++] = use_eval ? sizeof(enqueue_script) - 1 : 40;
-    argv[n] = has_key && has_dir ? "3" : has_key || has_dir ? "2" : "1";
-    lens[n++] = 1;
-    argv[n] = put->stream;
-    lens[n++] = strlen(put->stream);
-    if (has_key) {
-        argv[n] = put->dedupe_key;
-        lens[n++] = put->dedupe_len;
+    static const char *const flag_text[4] = {"0", "1", "2", "3"};
+    bg_queue *q = b->queue;
+    /* at most: command, script, numkeys, 3 keys a put, 3 arguments, 6 arguments a put */
+    size_t cap = 6 + 9 * b->n;
+    const char **argv = malloc(cap * sizeof(*argv));
+    size_t *lens = malloc(cap * sizeof(*lens));
+    if (argv == NULL || lens == NULL) {
+        free(argv);
+        free(lens);
+        return BG_ENOMEM;
     }
-    if (has_dir) {
-        argv[n] = put->dir_key;
-        lens[n++] = put->dir_key_len;
+    char numkeys[24];
+    size_t nkeys = 0, n = 0;
+    b->tried_eval |= use_eval;
+#define ARG(s, len) (argv[n] = (s), lens[n++] = (len))
+    ARG(use_eval ? "EVAL" : "EVALSHA", use_eval ? 4 : 7);
+    ARG(use_eval ? enqueue_script : q->sha, use_eval ? sizeof(enqueue_script) - 1 : 40);
+    ARG(numkeys, 0); /* filled below */
+    for (struct st_queue_put *put = b->puts; put != NULL; put = put->next) {
+        ARG(put->stream, strlen(put->stream));
+        if (put->dedupe_key != NULL)
+            ARG(put->dedupe_key, put->dedupe_len);
+        if (put->dir_key != NULL)
+            ARG(put->dir_key, put->dir_key_len);
     }
-    argv[n] = q->maxlen;
-    lens[n++] = strlen(q->maxlen);
-    argv[n] = q->ttl;
-    lens[n++] = strlen(q->ttl);
-    argv[n] = put->entry;
-    lens[n++] = put->entry_len;
-    if (has_dir) {
-        const char *more[] = {q->dir_ttl, put->dir_service_url, put->dir_channel_id,
-                              put->dir_tenant_id, put->dir_seen};
-        for (int i = 0; i < 5; i++) {
-            argv[n] = more[i];
-            lens[n++] = strlen(more[i]);
+    nkeys = n - 3;
+    lens[2] = (size_t)snprintf(numkeys, sizeof(numkeys), "%zu", nkeys);
+    ARG(q->maxlen, strlen(q->maxlen));
+    ARG(q->ttl, strlen(q->ttl));
+    ARG(q->dir_ttl, strlen(q->dir_ttl));
+    for (struct st_queue_put *put = b->puts; put != NULL; put = put->next) {
+        ARG(flag_text[PUT_FLAGS(put)], 1);
+        ARG(put->entry, put->entry_len);
+        if (put->dir_key != NULL) {
+            ARG(put->dir_service_url, strlen(put->dir_service_url));
+            ARG(put->dir_channel_id, strlen(put->dir_channel_id));
+            ARG(put->dir_tenant_id, strlen(put->dir_tenant_id));
+            ARG(put->dir_seen, strlen(put->dir_seen));
         }
     }
-    return bg_redis_command(q->redis, on_script_reply, put, n, argv, lens);
+#undef ARG
+    int rc = bg_redis_command(q->redis, on_script_reply, b, (int)n, argv, lens);
+    free(argv);
+    free(lens);
+    return rc;
+}
+
+/* The end of a turn of the loop: this turn's puts go to Redis, BATCH_MAX_PUTS or
+ * BATCH_MAX_BYTES a call. */
+static void
+on_flush(bg_timer *t)
+{
+    bg_queue *q = t->data;
+    while (q->pending != NULL) {
+        struct st_queue_batch *b = calloc(1, sizeof(*b));
+        struct st_queue_put *last = q->pending;
+        size_t n = 1, bytes = last->entry_len;
+        while (last->next != NULL && n < BATCH_MAX_PUTS &&
+               bytes + last->next->entry_len <= BATCH_MAX_BYTES) {
+            last = last->next;
+            bytes += last->entry_len;
+            n++;
+        }
+        struct st_queue_put *puts = q->pending;
+        q->pending = last->next;
+        if (q->pending == NULL)
+            q->pending_tail = &q->pending;
+        last->next = NULL;
+        if (b == NULL) {
+            finish_puts(puts, BG_ENOMEM);
+            continue;
+        }
+        *b = (struct st_queue_batch){q, puts, n, 0};
+        int rc = bg_redis_is_ready(q->redis) ? send_batch(b, 0) : BG_EREDIS_DOWN;
+        if (rc != 0)
+            batch_finish(b, rc);
+    }
 }
 
 /*
@@ -223,44 +355,37 @@ bg_queue_put(bg_queue *q, const bg_queue_item *item, bg_queue_cb cb, void *data)
     struct st_queue_put *put = calloc(1, sizeof(*put));
     if (put == NULL)
         return BG_ENOMEM;
-    put->queue = q;
     const char *conv = item->conversation_id;
     put->stream = q->streams[bg_partition_of(conv, conv != NULL ? strlen(conv) : 0, q->partitions)];
     put->cb = cb;
     put->data = data;
-    put->entry = malloc(item->entry_len);
-    if (put->entry == NULL)
-        goto nomem;
-    memcpy(put->entry, item->entry, item->entry_len);
-    put->entry_len = item->entry_len;
-    if (item->conversation_id != NULL && item->activity_id != NULL) {
-        put->dedupe_key =
-            make_dedupe_key(q, item->conversation_id, item->activity_id, &put->dedupe_len);
-        if (put->dedupe_key == NULL)
-            goto nomem;
+    bool ok = (put->entry = malloc(item->entry_len > 0 ? item->entry_len : 1)) != NULL;
+    if (ok) {
+        memcpy(put->entry, item->entry, item->entry_len);
+        put->entry_len = item->entry_len;
     }
+    if (ok && item->conversation_id != NULL && item->activity_id != NULL)
+        ok = (put->dedupe_key = make_dedupe_key(q, item->conversation_id, item->activity_id,
+                                                &put->dedupe_len)) != NULL;
     const bg_directory_entry *d = item->directory;
-    if (d != NULL) {
-        bool ok = (put->dir_key =
-                       bg_directory_key(q->stream, d->conversation_id, &put->dir_key_len)) != NULL;
+    if (ok && d != NULL) {
+        ok = (put->dir_key = bg_directory_key(q->stream, d->conversation_id, &put->dir_key_len)) !=
+             NULL;
         ok = ok && (put->dir_service_url = strdup(d->service_url)) != NULL;
         ok = ok &&
              (put->dir_channel_id = strdup(d->channel_id != NULL ? d->channel_id : "")) != NULL;
         ok = ok && (put->dir_tenant_id = strdup(d->tenant_id != NULL ? d->tenant_id : "")) != NULL;
-        if (!ok) {
-            put_free(put);
-            return BG_ENOMEM;
-        }
         snprintf(put->dir_seen, sizeof(put->dir_seen), "%lld", (long long)d->last_seen_ms);
     }
-    int rc = send_script(put, 0);
-    if (rc != 0)
+    if (!ok) {
         put_free(put);
-    return rc;
-nomem:
-    free(put->entry);
-    free(put);
-    return BG_ENOMEM;
+        return BG_ENOMEM;
+    }
+    *q->pending_tail = put;
+    q->pending_tail = &put->next;
+    if (!bg_timer_is_active(&q->flush_timer))
+        bg_timer_start(&q->flush_timer, 0); /* fires after this turn's other events */
+    return 0;
 }
 
 /* --- durability check ------------------------------------------------------------------ */
@@ -338,7 +463,7 @@ bg_queue_check_durability(bg_queue *q)
 /* --- set-up ----------------------------------------------------------------------------- */
 
 bg_queue *
-bg_queue_new(bg_redis *redis, const bg_config *cfg)
+bg_queue_new(h2o_loop_t *loop, bg_redis *redis, const bg_config *cfg)
 {
     bg_queue *q = calloc(1, sizeof(*q));
     if (q == NULL || (q->stream = strdup(cfg->redis.stream)) == NULL) {
@@ -346,6 +471,8 @@ bg_queue_new(bg_redis *redis, const bg_config *cfg)
         return NULL;
     }
     q->redis = redis;
+    q->pending_tail = &q->pending;
+    bg_timer_init(&q->flush_timer, loop, on_flush, q);
     q->partitions = cfg->redis.partitions;
     if ((q->streams = calloc((size_t)q->partitions, sizeof(char *))) == NULL) {
         bg_queue_free(q);
@@ -383,6 +510,12 @@ bg_queue_free(bg_queue *q)
 {
     if (q == NULL)
         return;
+    /* puts of the last turn that never reached Redis: refused, never acknowledged */
+    struct st_queue_put *pending = q->pending;
+    q->pending = NULL;
+    q->pending_tail = &q->pending;
+    finish_puts(pending, BG_EREDIS_DOWN);
+    bg_timer_dispose(&q->flush_timer);
     for (int k = 0; q->streams != NULL && k < q->partitions; k++)
         free(q->streams[k]);
     free(q->streams);

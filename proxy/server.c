@@ -415,7 +415,7 @@ bg_server_run(const bg_config *cfg, bg_role role, const char *cert_file, const c
         status = 2;
         goto out;
     }
-    s->queue = bg_queue_new(s->redis, cfg);
+    s->queue = bg_queue_new(s->loop, s->redis, cfg);
     if (s->queue == NULL)
         goto out;
     bg_redis_set_ready_cb(s->redis, on_redis_ready, s);

@@ -35,10 +35,14 @@ typedef struct bg_queue_item {
  */
 typedef void (*bg_queue_cb)(void *data, int err, int duplicate);
 
-bg_queue *bg_queue_new(bg_redis *redis, const bg_config *cfg);
+/* Puts are sent at the end of the loop's turn, one script call for all of them
+ * (queue.c); loop is where that happens. */
+bg_queue *bg_queue_new(h2o_loop_t *loop, bg_redis *redis, const bg_config *cfg);
 /*
- * Starts storing item (its bytes are copied). Returns 0 and calls cb exactly once later,
- * or returns a BG_EREDIS_* code at once without calling cb.
+ * Starts storing item (its bytes are copied): it goes to Redis with every other put of
+ * this turn of the loop, when the turn ends. Returns 0 and calls cb exactly once later
+ * (never from inside this call), or returns a BG_EREDIS_* code at once without calling cb.
+ * bg_queue_free answers the puts not yet sent with BG_EREDIS_DOWN.
  */
 int bg_queue_put(bg_queue *queue, const bg_queue_item *item, bg_queue_cb cb, void *data);
 /* Asks Redis for its persistence settings and logs a warning when an acknowledged

@@ -27,8 +27,9 @@
  *
  * Per activity, atomically: the directory is written first, whatever follows (the activity
  * passed authentication, so its serviceUrl is the verified one even when the queue then
- * refuses it); then the de-duplication marker is set (SET NX: there already means a repeat,
- * acknowledged, nothing stored), then the entry appended. A marker is never left without its
+ * refuses it); then the de-duplication marker is set (SET NX: a marker already there means
+ * a repeat, acknowledged, nothing stored; a key of another type there is an error, never
+ * taken for a marker), then the entry appended. A marker is never left without its
  * entry: when the queue is full or the append fails, the marker is deleted again, so a crash
  * or a concurrent writer from another pod cannot separate "seen before?" from "append", and
  * the Connector's retry of a refused activity is not taken for a repeat. A repeat later in
@@ -53,7 +54,12 @@ static const char enqueue_script[] =
     "    redis.call('EXPIRE', dir, ARGV[3])\n"
     "  end\n"
     "  local len = lens[stream] or redis.call('XLEN', stream)\n"
-    "  if seen and not redis.call('SET', seen, '1', 'NX', 'EX', ARGV[2]) then return 0 end\n"
+    "  if seen and not redis.call('SET', seen, '1', 'NX', 'EX', ARGV[2]) then\n"
+    "    if redis.call('TYPE', seen).ok ~= 'string' then\n"
+    "      error('WRONGTYPE the de-duplication key ' .. seen .. ' is not a string')\n"
+    "    end\n"
+    "    return 0\n"
+    "  end\n"
     "  if len >= maxlen then\n"
     "    if seen then redis.call('DEL', seen) end\n"
     "    return -1\n"

@@ -310,6 +310,12 @@ bg_relay_token_usable_until(int64_t obtained_ms, int64_t expires_in_s)
     return obtained_ms + life_ms - margin;
 }
 
+int
+bg_relay_token_force_allowed(int64_t now_ms, int64_t last_forced_ms)
+{
+    return last_forced_ms == 0 || now_ms - last_forced_ms >= BG_RELAY_TOKEN_FORCE_INTERVAL_MS;
+}
+
 long
 bg_relay_retry_delay_ms(int attempt, long retry_after_s)
 {
@@ -330,4 +336,11 @@ bg_relay_retryable(int curl_code, int64_t connect_us, long status, int has_retry
     if (status == 502 || status == 503)
         return 1;
     return status == 429 && has_retry_after;
+}
+
+int
+bg_relay_refusal_retryable(int curl_code, long status, int retries_made, int refused_before)
+{
+    return curl_code == CURLE_OK && status == 401 && !refused_before &&
+           retries_made < BG_RELAY_MAX_RETRIES;
 }

@@ -10,6 +10,11 @@
  * each value percent-encoded. The answer, {"token_type":"Bearer","expires_in":3599,
  * "access_token":"..."}, or on failure {"error":"invalid_client","error_description":
  * "AADSTS7000215: ..."}, is read with jansson.
+ *
+ * A token is named by its serial number (serial, one more for each token obtained) rather
+ * than by its bytes: a refusal (bg_relay_token_refused) says which token the Connector
+ * refused, and only a refusal of the one held drops it. Forced fetches are spaced by
+ * bg_relay_token_force_allowed from the start of the last one (forced_at_ms).
  */
 #include "botgate/relay_token.h"
 #include "botgate/error.h"
@@ -49,7 +54,10 @@ struct bg_relay_token {
     int refresh_pct;
     long timeout_ms;
     char *token;
+    uint64_t serial; /* of the last token obtained: the held one's, when one is held */
     int64_t obtained_ms, expires_ms, usable_until_ms;
+    int64_t forced_at_ms;   /* the last fetch a refusal started; 0 = none */
+    int64_t limited_for_ms; /* forced_at_ms of the last rate-limited refusal logged */
     bg_http_call *call;
     bg_timer timer;
     int backoff_ms;
@@ -60,6 +68,17 @@ struct bg_relay_token {
 };
 
 static void fetch(bg_relay_token *t);
+
+/* Forgets the held token, its bytes zeroed first. */
+static void
+drop_token(bg_relay_token *t)
+{
+    if (t->token == NULL)
+        return;
+    memset(t->token, 0, strlen(t->token));
+    free(t->token);
+    t->token = NULL;
+}
 
 static void
 on_timer(bg_timer *timer)
@@ -159,11 +178,9 @@ on_answer(const bg_http_result *res, void *data)
         failed(t, BG_FAILURE_HTTP_5XX, res);
         return;
     }
-    if (t->token != NULL) {
-        memset(t->token, 0, strlen(t->token));
-        free(t->token);
-    }
+    drop_token(t);
     t->token = copy;
+    t->serial++;
     t->fetches_ok++;
     t->failed_at_ms = 0;
     t->error[0] = '\0';
@@ -276,6 +293,50 @@ bg_relay_token_current(bg_relay_token *t)
     return NULL;
 }
 
+uint64_t
+bg_relay_token_serial(const bg_relay_token *t)
+{
+    return t->token != NULL ? t->serial : 0;
+}
+
+/*
+ * Three cases. The refused token is no longer held (replaced, or dropped by an earlier
+ * refusal whose fetch is in flight or done): nothing to do, a retry gets the newer one.
+ * It is held and a fetch is in flight (a refresh): dropped, the callers wait for that
+ * fetch, and no request is added to AAD. It is held and nothing is in flight: dropped and
+ * fetched now, if the last forced fetch is out of the rate limit's window; else kept (a
+ * Connector that refuses every token gets one new token a window, and meanwhile the 401s).
+ */
+int
+bg_relay_token_refused(bg_relay_token *t, uint64_t serial)
+{
+    if (t->token == NULL || serial != t->serial)
+        return 1;
+    int64_t now = (int64_t)h2o_now(t->loop);
+    if (t->call == NULL && !bg_relay_token_force_allowed(now, t->forced_at_ms)) {
+        if (t->limited_for_ms != t->forced_at_ms) { /* said once a window */
+            t->limited_for_ms = t->forced_at_ms;
+            bg_log_warn("relay",
+                        "the Connector refused the Connector token held (401) %lld ms after "
+                        "the last forced fetch: kept (at most one forced fetch per %d s)",
+                        (long long)(now - t->forced_at_ms),
+                        BG_RELAY_TOKEN_FORCE_INTERVAL_MS / 1000);
+        }
+        return 0;
+    }
+    drop_token(t);
+    if (t->call != NULL) {
+        bg_log_warn("relay", "the Connector refused the Connector token held (401): dropped, "
+                             "the fetch in flight replaces it");
+        return 1;
+    }
+    t->forced_at_ms = now;
+    bg_log_warn("relay", "the Connector refused the Connector token held (401): dropped, a "
+                         "new one fetched now");
+    fetch(t);
+    return 1;
+}
+
 bg_relay_token_wait *
 bg_relay_token_wait_for(bg_relay_token *t, bg_relay_token_cb cb, void *data, const char **error)
 {
@@ -329,10 +390,7 @@ bg_relay_token_free(bg_relay_token *t)
         bg_http_cancel(t->call);
     wake_waits(t, NULL, "shutting down");
     bg_timer_dispose(&t->timer);
-    if (t->token != NULL) {
-        memset(t->token, 0, strlen(t->token));
-        free(t->token);
-    }
+    drop_token(t);
     memset(t->form, 0, t->form_len);
     free(t->form);
     free(t);

@@ -10,6 +10,11 @@
  *     ─▶ the call (retried where no activity can exist) ─▶ the Connector's answer as is
  *        | 502 connector_unreachable | 504 connector_timeout
  *
+ * A 401 from the Connector refused the token, not the activity: the token manager is told
+ * which token (its serial, bg_relay_token_refused), drops it and fetches another, and the
+ * call is retried once with the new one, as soon as it is there (no back-off: waiting for
+ * the token is the delay). The retry counts against BG_RELAY_MAX_RETRIES like the others.
+ *
  * Nothing of the request decides where the call goes but the conversation id, and that
  * only through the directory: the Host header, X-Forwarded-*, an absolute request-target
  * and the caller's Authorization are never read (the last is replaced by botgate's token).
@@ -63,9 +68,11 @@ struct st_relay_op {
     char *content_type; /* the caller's, forwarded */
     bg_http_call *call;
     bg_relay_token_wait *wait;
+    uint64_t token_serial; /* of the token the last attempt went out with */
     bg_timer retry_timer;
     int timer_on;
     int attempt; /* retries made */
+    int refused; /* a 401 was retried with a new token: the next one is the answer */
     int done;    /* relay_call_done ran */
     int stopped; /* answered 503 by bg_relay_stop: a late directory answer is ignored */
 };
@@ -252,6 +259,20 @@ on_answer(const bg_http_result *res, void *data)
             snprintf(detail, sizeof(detail), "HTTP %ld", res->status);
         bg_failures_record(server->failures, cls, op->url, op->request_id, detail);
     }
+    /* every 401 is told (a token refused past the retry budget is still not worth keeping);
+     * the first one of a call, if another token comes, is retried with it */
+    int renewed = res->curl_code == CURLE_OK && res->status == 401 &&
+                  bg_relay_token_refused(op->relay->token, op->token_serial);
+    if (renewed &&
+        bg_relay_refusal_retryable(res->curl_code, res->status, op->attempt, op->refused)) {
+        op->refused = 1;
+        op->attempt++;
+        bg_metric_inc(m->relay_attempts_retry);
+        bg_log_warn("relay", "%s %s: 401 from the Connector: token refreshed, retry %d",
+                    bg_relay_op_name(op->path.op), op->url, op->attempt);
+        with_token(op);
+        return;
+    }
     if (bg_relay_retryable(res->curl_code, res->connect_us, res->status,
                            res->retry_after != NULL)) {
         long delay = bg_relay_retry_delay_ms(op->attempt + 1, retry_after_s(res->retry_after));
@@ -304,6 +325,8 @@ send_call(struct st_relay_op *op, const char *token)
         snprintf(ct, clen, "Content-Type: %s", op->content_type);
         headers[2] = ct;
     }
+    /* token is the one held now (relay_token.h): its serial names it if it is refused */
+    op->token_serial = bg_relay_token_serial(op->relay->token);
     int has_body = op->path.op != BG_RELAY_DELETE;
     bg_http_request hr = {.method = bg_relay_op_method(op->path.op),
                           .url = op->url,

@@ -17,8 +17,10 @@
  * with client credentials (not UserAssignedMSI). Otherwise relay.listen is not bound and
  * the start-up log says why (bg_relay_off_reason).
  *
- * Retries: only where no activity can have been created (bg_relay_retryable), at most
- * BG_RELAY_MAX_RETRIES, each counted in botgate_relay_attempts_total{outcome="retry"}.
+ * Retries: only where no activity can have been created (bg_relay_retryable), and once
+ * after a 401 with a new Connector token (bg_relay_refusal_retryable, bg_relay_token_refused);
+ * at most BG_RELAY_MAX_RETRIES in all, each counted in
+ * botgate_relay_attempts_total{outcome="retry"}.
  */
 #ifndef BOTGATE_RELAY_H
 #define BOTGATE_RELAY_H

@@ -100,6 +100,16 @@ int64_t bg_relay_token_refresh_at(int64_t obtained_ms, int64_t expires_in_s, int
 int64_t bg_relay_token_usable_until(int64_t obtained_ms, int64_t expires_in_s);
 
 /*
+ * Whether a token the Connector refused (a 401 to a relayed call) may be replaced at once, at
+ * now_ms, by a fetch of its own, the last such forced fetch having started at last_forced_ms
+ * (same clock; 0 = none yet): at most one per BG_RELAY_TOKEN_FORCE_INTERVAL_MS, so that a
+ * Connector that refuses every token (the app deleted, a wrong scope) costs AAD one request a
+ * window, not one a call. A refusal inside the window leaves the token held as it is.
+ */
+#define BG_RELAY_TOKEN_FORCE_INTERVAL_MS 10000
+int bg_relay_token_force_allowed(int64_t now_ms, int64_t last_forced_ms);
+
+/*
  * Back-off of retried relay attempts: attempt 1 (the first retry) waits 250 ms, then 500,
  * 1000 ms. retry_after_s >= 0 (the Connector's Retry-After, whole seconds) replaces it.
  * Returns the delay in ms, or -1 when the call must not be retried: attempt past
@@ -120,5 +130,14 @@ long bg_relay_retry_delay_ms(int attempt, long retry_after_s);
  * status) is final: the activity may exist.
  */
 int bg_relay_retryable(int curl_code, int64_t connect_us, long status, int has_retry_after);
+
+/*
+ * Whether an attempt is retried with another Connector token: a 401 answer (the Connector
+ * refused the token, so no activity was created), only once a call (refused_before: a 401
+ * was already retried) and within the retry budget (retries_made < BG_RELAY_MAX_RETRIES).
+ * The retry waits for the new token instead of a back-off; whether one is coming is the
+ * token manager's (bg_relay_token_refused); a second 401 is the answer.
+ */
+int bg_relay_refusal_retryable(int curl_code, long status, int retries_made, int refused_before);
 
 #endif

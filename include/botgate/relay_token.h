@@ -18,6 +18,12 @@
  * Failures (transport errors, 4xx/5xx, an answer without access_token) are logged, counted
  * and recorded (failures.h) with AAD's own words ("invalid_client: AADSTS7000215: ...")
  * and never the secret.
+ *
+ * A token the Connector refuses (401: the secret rotated, the token revoked) is not kept
+ * until its refresh: bg_relay_token_refused drops it and fetches at once, so that the
+ * refused call can be retried with a new one; at most one such forced fetch per
+ * BG_RELAY_TOKEN_FORCE_INTERVAL_MS (relay_path.h), so that a Connector that refuses every
+ * token does not turn each call into a request to AAD.
  */
 #ifndef BOTGATE_RELAY_TOKEN_H
 #define BOTGATE_RELAY_TOKEN_H
@@ -42,6 +48,25 @@ void bg_relay_token_set_failures(bg_relay_token *t, struct bg_failures *failures
 void bg_relay_token_start(bg_relay_token *t);
 /* The cached token while it may be handed out, else NULL. */
 const char *bg_relay_token_current(bg_relay_token *t);
+/*
+ * The serial number of the token held: 1 for the first token obtained, one more for each
+ * next; 0 when none is held. The token bg_relay_token_current answers and the one a wait's
+ * cb receives are the one held at that moment, so a caller that reads the serial then
+ * knows which token it sent, without keeping a copy of it, to name it to
+ * bg_relay_token_refused.
+ */
+uint64_t bg_relay_token_serial(const bg_relay_token *t);
+/*
+ * The Connector answered 401 to a call made with the token of serial number `serial`.
+ * When that token is still the one held, it is dropped and a fetch starts now (callers then
+ * wait for it as for a first token) — unless a forced fetch started less than
+ * BG_RELAY_TOKEN_FORCE_INTERVAL_MS ago: then the token stays held and nothing is done. A
+ * refusal of an older token, or of one already dropped, does nothing: the newer token is
+ * held or its fetch is in flight (several calls refused with the same token cause one
+ * fetch). Returns 1 when a call retried now would go out with (or wait for) another token
+ * than the refused one, 0 when it would not (rate-limited): the 401 is then the answer.
+ */
+int bg_relay_token_refused(bg_relay_token *t, uint64_t serial);
 /*
  * Waits for a token (when bg_relay_token_current gave none). Returns a wait, whose cb runs
  * once, later; or NULL when the last fetch failed less than a second ago (or out of

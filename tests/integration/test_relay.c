@@ -19,6 +19,9 @@
  *   - unknown conversation: 404 naming it; a serviceUrl never seen in a verified token is
  *     never called, whatever the path, Host, X-Forwarded-Host, request-target or body say;
  *   - retries only for 502/503/429+Retry-After, counted; other statuses passed through;
+ *   - a 401 from the Connector (the token refused): one fetch forced at once and one retry
+ *     with the new token, counted; a second 401 passed back; calls refused with the same
+ *     token share one fetch; forced fetches at most one per BG_RELAY_TOKEN_FORCE_INTERVAL_MS;
  *   - a non-loopback relay.listen is refused at start (exit 2, the key named); relay.secret
  *     is required when set and never forwarded; with authentication off nothing is stored
  *     and the relay does not listen (the log says why);
@@ -125,8 +128,9 @@ clear_records(void)
     char path[BGT_PATH_MAX];
     unlink(bgt_path(path, sizeof(path), conn_dir, "token_requests.jsonl"));
     unlink(bgt_path(path, sizeof(path), conn_dir, "v3_requests.jsonl"));
-    const char *switches[] = {"token_down", "token_error", "token_expires_in", "v3_statuses"};
-    for (size_t i = 0; i < 4; i++)
+    const char *switches[] = {"token_down",  "token_error", "token_expires_in",
+                              "v3_statuses", "revoke",      "slow_ms"};
+    for (size_t i = 0; i < sizeof(switches) / sizeof(switches[0]); i++)
         unlink(bgt_path(path, sizeof(path), conn_dir, switches[i]));
 }
 
@@ -338,6 +342,40 @@ expect_bearer(size_t v3_index, size_t token_index)
     assert_string_equal(authz, want);
     free(authz);
     free(token);
+}
+
+/* The status the Connector answered the n-th /v3 request. */
+static long
+v3_status(size_t n)
+{
+    json_t *all = records("v3_requests.jsonl");
+    assert_true(n < json_array_size(all));
+    long st = (long)json_integer_value(json_object_get(json_array_get(all, n), "status"));
+    json_decref(all);
+    return st;
+}
+
+/* The t_ms of the n-th record of name. */
+static int64_t
+record_t_ms(const char *name, size_t n)
+{
+    json_t *all = records(name);
+    assert_true(n < json_array_size(all));
+    int64_t t = (int64_t)json_integer_value(json_object_get(json_array_get(all, n), "t_ms"));
+    json_decref(all);
+    return t;
+}
+
+/* The relay lines of access log `name` (in env.dir), as a JSON array. */
+static json_t *
+relay_access_lines(const char *name)
+{
+    json_t *all = records_in(env.dir, name), *out = json_array();
+    for (size_t i = 0; i < json_array_size(all); i++)
+        if (strcmp(field(json_array_get(all, i), "kind"), "relay") == 0)
+            json_array_append(out, json_array_get(all, i));
+    json_decref(all);
+    return out;
 }
 
 /* One sample of botgate's /metrics, with up to two labels (l1 NULL: none; l2 NULL: one). */
@@ -754,6 +792,198 @@ test_retries(void **state)
     stop_gate();
 }
 
+/* A 401 from the Connector: the token is refused, not the activity. One fetch is forced at
+ * once and the call retried with the new token: the bot gets the second answer. */
+static void
+test_401_token_refreshed_retried(void **state)
+{
+    (void)state;
+    start_gate("refused", NULL);
+    assert_int_equal(inbound(CONV, service_url, service_url), 202);
+    wait_records("token_requests.jsonl", 1); /* the first token, fetched at start */
+    set_switch("v3_statuses", "401\n200\n");
+    bgt_http_resp resp;
+    relay_call("POST", "/v3/conversations/" CONV_ENC "/activities", "{\"type\":\"message\"}", NULL,
+               &resp);
+    bgt_expect_status(&resp, 200);
+    assert_non_null(strstr(resp.body, "\"id\""));
+    bgt_http_resp_free(&resp);
+    /* two /v3 requests: 401 with the first token, 200 with a second, fetched for it */
+    assert_int_equal(count_records("v3_requests.jsonl"), 2);
+    assert_int_equal(v3_status(0), 401);
+    assert_int_equal(v3_status(1), 200);
+    char *a0 = v3_authorization(0), *a1 = v3_authorization(1);
+    assert_string_not_equal(a0, a1);
+    free(a0);
+    free(a1);
+    expect_bearer(0, 0);
+    expect_bearer(1, 1);
+    assert_int_equal(count_records("token_requests.jsonl"), 2); /* initial + forced */
+    /* counted as a retry, said in the log, the 401 recorded as a failure */
+    assert_true(metric("botgate_relay_attempts_total", "outcome", "retry", NULL, NULL) == 1);
+    assert_true(metric("botgate_relay_attempts_total", "outcome", "answered", NULL, NULL) == 1);
+    assert_true(metric("botgate_requests_total", "route", "relay", "code", "200") == 1);
+    const char *needles[] = {"401 from the Connector: token refreshed, retry 1", NULL};
+    assert_true(bgt_log_has_line(gate.log, needles, 5000));
+    char *f = failure_records();
+    assert_non_null(strstr(f, "http_4xx https://127.0.0.1:"));
+    assert_non_null(strstr(f, "HTTP 401"));
+    free(f);
+    /* the next call goes with the new token, and fetches nothing */
+    assert_int_equal(relay_status("POST", "/v3/conversations/" CONV_ENC "/activities", "{}"), 200);
+    expect_bearer(2, 1);
+    assert_int_equal(count_records("token_requests.jsonl"), 2);
+    stop_gate();
+    /* the access log: one line for the call, its second attempt answered */
+    json_t *lines = relay_access_lines("access-refused.log");
+    assert_int_equal(json_array_size(lines), 2);
+    json_t *first = json_array_get(lines, 0);
+    assert_int_equal(json_integer_value(json_object_get(first, "status")), 200);
+    assert_int_equal(json_integer_value(json_object_get(first, "attempt")), 2);
+    assert_string_equal(field(first, "outcome"), "answered");
+    json_decref(lines);
+}
+
+/* The new token refused too: the second 401 is the answer; one forced fetch, not two. */
+static void
+test_401_twice_passed_back(void **state)
+{
+    (void)state;
+    start_gate("refused2", NULL);
+    assert_int_equal(inbound(CONV, service_url, service_url), 202);
+    wait_records("token_requests.jsonl", 1);
+    set_switch("v3_statuses", "401\n401\n");
+    bgt_http_resp resp;
+    relay_call("POST", "/v3/conversations/" CONV_ENC "/activities", "{\"type\":\"message\"}", NULL,
+               &resp);
+    assert_int_equal(resp.status, 401);
+    assert_non_null(strstr(resp.body, "v3_statuses said so")); /* the Connector's own body */
+    bgt_http_resp_free(&resp);
+    assert_int_equal(count_records("v3_requests.jsonl"), 2);
+    expect_bearer(0, 0);
+    expect_bearer(1, 1);
+    assert_int_equal(count_records("token_requests.jsonl"), 2);
+    /* the second refusal fetched nothing: the token it refused is still the one held, so the
+     * next call goes out with it at once (a third token would have been waited for) */
+    set_switch("v3_statuses", "200\n");
+    assert_int_equal(relay_status("POST", "/v3/conversations/" CONV_ENC "/activities", "{}"), 200);
+    assert_int_equal(count_records("v3_requests.jsonl"), 3);
+    expect_bearer(2, 1);
+    assert_int_equal(count_records("token_requests.jsonl"), 2);
+    assert_true(metric("botgate_relay_attempts_total", "outcome", "retry", NULL, NULL) == 1);
+    assert_true(metric("botgate_requests_total", "route", "relay", "code", "401") == 1);
+    stop_gate();
+}
+
+/* Two calls refused in a row within the rate limit's window: one forced fetch. The first
+ * call is retried with the new token; the second, refused with that new token, is not. */
+static void
+test_401_forced_fetch_rate_limited(void **state)
+{
+    (void)state;
+    start_gate("ratelimit", NULL);
+    assert_int_equal(inbound(CONV, service_url, service_url), 202);
+    wait_records("token_requests.jsonl", 1);
+    set_switch("v3_statuses", "401\n200\n401\n200\n");
+    const char *body = "{\"type\":\"message\"}";
+    assert_int_equal(relay_status("POST", "/v3/conversations/" CONV_ENC "/activities", body), 200);
+    assert_int_equal(count_records("token_requests.jsonl"), 2);
+    assert_int_equal(relay_status("POST", "/v3/conversations/" CONV_ENC "/activities", body), 401);
+    assert_int_equal(count_records("v3_requests.jsonl"), 3); /* not retried */
+    expect_bearer(2, 1);
+    /* the window held: the second refusal came within it of the forced fetch */
+    int64_t since = record_t_ms("v3_requests.jsonl", 2) - record_t_ms("token_requests.jsonl", 1);
+    if (since >= BG_RELAY_TOKEN_FORCE_INTERVAL_MS)
+        fail_msg("the second call came %lld ms after the forced fetch: past the window",
+                 (long long)since);
+    /* the token it refused was kept: the next call goes out with it, nothing fetched */
+    assert_int_equal(relay_status("POST", "/v3/conversations/" CONV_ENC "/activities", body), 200);
+    expect_bearer(3, 1);
+    assert_int_equal(count_records("token_requests.jsonl"), 2);
+    const char *needles[] = {"at most one forced fetch per 10 s", NULL};
+    assert_true(bgt_log_has_line(gate.log, needles, 5000));
+    assert_true(metric("botgate_relay_attempts_total", "outcome", "retry", NULL, NULL) == 1);
+    stop_gate();
+}
+
+/* A relay call in a child process; returns its pid. The exit status is the HTTP status
+ * minus 200 (255: none or below 200). */
+static pid_t
+relay_status_child(const char *path, const char *body)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        long st = relay_status("POST", path, body);
+        _exit(st >= 200 && st < 455 ? (int)(st - 200) : 255);
+    }
+    return pid;
+}
+
+static long
+child_status(pid_t pid)
+{
+    int status = 0;
+    assert_int_equal(bgt_wait_pid(pid, 60000, &status), 0);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status) == 255 ? 0 : 200 + WEXITSTATUS(status);
+}
+
+/* Calls in flight together, refused with the same token: one fetch, each retried with the new
+ * token. The Connector holds every answer 1 s so that both go out before either is refused. */
+static void
+test_401_concurrent_one_fetch(void **state)
+{
+    (void)state;
+    start_gate("refusedpar", NULL);
+    assert_int_equal(inbound(CONV, service_url, service_url), 202);
+    wait_records("token_requests.jsonl", 1);
+    set_switch("v3_statuses", "401\n401\n200\n");
+    assert_int_equal(bgt_connector_set_slow(conn_dir, 1000), 0);
+    const char *path = "/v3/conversations/" CONV_ENC "/activities";
+    pid_t a = relay_status_child(path, "{\"type\":\"message\",\"text\":\"a\"}");
+    pid_t b = relay_status_child(path, "{\"type\":\"message\",\"text\":\"b\"}");
+    long sa = child_status(a), sb = child_status(b);
+    assert_int_equal(bgt_connector_set_slow(conn_dir, 0), 0);
+    /* both went out with the first token and were refused */
+    assert_int_equal(count_records("v3_requests.jsonl"), 4);
+    if (v3_status(0) != 401 || v3_status(1) != 401)
+        fail_msg("the calls did not overlap (statuses %ld %ld): the test proves nothing",
+                 v3_status(0), v3_status(1));
+    expect_bearer(0, 0);
+    expect_bearer(1, 0);
+    /* one fetch for both; both retried with its token */
+    assert_int_equal(count_records("token_requests.jsonl"), 2);
+    expect_bearer(2, 1);
+    expect_bearer(3, 1);
+    assert_int_equal(sa, 200);
+    assert_int_equal(sb, 200);
+    assert_true(metric("botgate_relay_attempts_total", "outcome", "retry", NULL, NULL) == 2);
+    stop_gate();
+}
+
+/* The fake Connector revokes the tokens it issued (a rotated secret): the bot's next reply
+ * still gets through, with a token fetched for it. */
+static void
+test_revoked_token_replaced(void **state)
+{
+    (void)state;
+    start_gate("revoked", NULL);
+    assert_int_equal(inbound(CONV, service_url, service_url), 202);
+    const char *body = "{\"type\":\"message\"}";
+    assert_int_equal(relay_status("POST", "/v3/conversations/" CONV_ENC "/activities", body), 200);
+    set_switch("revoke", "");
+    assert_int_equal(relay_status("POST", "/v3/conversations/" CONV_ENC "/activities", body), 200);
+    assert_int_equal(count_records("v3_requests.jsonl"), 3);
+    assert_int_equal(v3_status(1), 401);
+    assert_int_equal(v3_status(2), 200);
+    expect_bearer(0, 0);
+    expect_bearer(1, 0);
+    expect_bearer(2, 1);
+    assert_int_equal(count_records("token_requests.jsonl"), 2);
+    stop_gate();
+}
+
 static void
 test_non_loopback_refused(void **state)
 {
@@ -921,6 +1151,13 @@ main(void)
         cmocka_unit_test_setup_teardown(test_unseen_service_url_unreachable, test_setup,
                                         test_teardown),
         cmocka_unit_test_setup_teardown(test_retries, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_401_token_refreshed_retried, test_setup,
+                                        test_teardown),
+        cmocka_unit_test_setup_teardown(test_401_twice_passed_back, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_401_forced_fetch_rate_limited, test_setup,
+                                        test_teardown),
+        cmocka_unit_test_setup_teardown(test_401_concurrent_one_fetch, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_revoked_token_replaced, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_invalid_client, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_token_refreshed_before_expiry, test_setup,
                                         test_teardown),

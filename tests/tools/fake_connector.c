@@ -24,6 +24,7 @@
  *   down, slow_ms                  switches a test toggles at run time
  *   token_down, token_error,       the token endpoint's switches (tests/tools/README.md)
  *   token_expires_in, v3_statuses  and the /v3 routes' answers
+ *   revoke                         one-shot: the tokens issued so far are refused from now
  *   token_requests.jsonl           one line per token request received
  *   v3_requests.jsonl              one line per /v3/conversations/... request received
  *   ready                          written once listening: the port, then a newline
@@ -633,6 +634,22 @@ token_endpoint(h2o_req_t *req, const char *tenant, size_t tenant_len, int *statu
     return 0;
 }
 
+/* DIR/revoke: every token issued so far is refused from now on, as if expired (a rotated
+ * secret, a revoked token); tokens issued later are not. Consumed: the file is removed. */
+static void
+apply_revoke(void)
+{
+    char path[PATH_CAP];
+    if (!tool_exists(tool_join(path, srv.base.dir, "revoke")))
+        return;
+    size_t n = srv.n_issued < MAX_ISSUED ? srv.n_issued : MAX_ISSUED;
+    for (size_t k = 0; k < n; k++)
+        srv.issued[k].expires_ms = 0;
+    if (unlink(path) != 0)
+        tool_log("unlink %s: %s", path, strerror(errno));
+    tool_log("revoke: the %zu tokens issued so far are refused from now on", n);
+}
+
 /* "Authorization: Bearer <a token this server issued and that has not expired>". */
 static bool
 authorized(h2o_req_t *req)
@@ -744,6 +761,8 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     const char *tok =
         memmem(req->path_normalized.base, req->path_normalized.len, "/oauth2/v2.0/token", 18);
     char retry_after[32] = "";
+    if (v3 != NULL || tok != NULL)
+        apply_revoke();
     if (tool_exists(tool_join(path, srv.base.dir, "down"))) {
         status = 503;
         fixed = "{\"error\":\"down (the file down exists)\"}";

@@ -274,6 +274,29 @@ test_retry_rules(void **state)
 }
 
 static void
+test_refusal_rules(void **state)
+{
+    (void)state;
+    /* a 401, once a call, within the budget */
+    assert_true(bg_relay_refusal_retryable(CURLE_OK, 401, 0, 0));
+    assert_true(bg_relay_refusal_retryable(CURLE_OK, 401, BG_RELAY_MAX_RETRIES - 1, 0));
+    assert_false(bg_relay_refusal_retryable(CURLE_OK, 401, 0, 1));
+    assert_false(bg_relay_refusal_retryable(CURLE_OK, 401, BG_RELAY_MAX_RETRIES, 0));
+    /* other statuses are bg_relay_retryable's, or final */
+    assert_false(bg_relay_refusal_retryable(CURLE_OK, 403, 0, 0));
+    assert_false(bg_relay_refusal_retryable(CURLE_OK, 200, 0, 0));
+    assert_false(bg_relay_refusal_retryable(CURLE_OK, 503, 0, 0));
+    assert_false(bg_relay_refusal_retryable(CURLE_RECV_ERROR, 401, 0, 0));
+    /* forced fetches: the first at once, then one per window */
+    int64_t t0 = 1700000000000;
+    assert_true(bg_relay_token_force_allowed(t0, 0));
+    assert_false(bg_relay_token_force_allowed(t0, t0));
+    assert_false(bg_relay_token_force_allowed(t0 + BG_RELAY_TOKEN_FORCE_INTERVAL_MS - 1, t0));
+    assert_true(bg_relay_token_force_allowed(t0 + BG_RELAY_TOKEN_FORCE_INTERVAL_MS, t0));
+    assert_int_equal(BG_RELAY_TOKEN_FORCE_INTERVAL_MS, 10000); /* the README says 10 s */
+}
+
+static void
 test_error_codes(void **state)
 {
     (void)state;
@@ -295,7 +318,7 @@ main(void)
         cmocka_unit_test(test_hostile_ids),    cmocka_unit_test(test_target_url),
         cmocka_unit_test(test_pct_encode),     cmocka_unit_test(test_token_url),
         cmocka_unit_test(test_token_schedule), cmocka_unit_test(test_retry_rules),
-        cmocka_unit_test(test_error_codes),
+        cmocka_unit_test(test_refusal_rules),  cmocka_unit_test(test_error_codes),
     };
     return cmocka_run_group_tests_name("relay_path", tests, NULL, NULL);
 }

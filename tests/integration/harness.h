@@ -79,6 +79,9 @@ void bgt_sleep_ms(int ms);
 /* A TCP port that was free a moment ago on 127.0.0.1 (bind port 0, read it, close). */
 int bgt_free_port(void);
 
+/* A blocking TCP connection to 127.0.0.1:port; the fd, or -1. */
+int bgt_tcp_connect(int port);
+
 /* An id no other test (nor an earlier run within botgate's de-duplication TTL) uses:
  * prefix, then the pid, the time in µs and a counter. */
 void bgt_fresh_id(char *out, size_t cap, const char *prefix);

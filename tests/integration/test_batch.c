@@ -79,20 +79,6 @@ typedef struct item {
 /* ---- raw HTTP/1.1 over plain TCP ------------------------------------------------------------ */
 
 static int
-tcp_connect(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static int
 write_all(int fd, const char *p, size_t len)
 {
     while (len > 0) {
@@ -181,7 +167,7 @@ read_response(int fd, int64_t deadline, char *code, size_t code_cap)
 static long
 post_one(int port, const item *it, char *code, size_t code_cap)
 {
-    conns[0] = tcp_connect(port); /* in conns: the teardown closes it after a failure */
+    conns[0] = bgt_tcp_connect(port); /* in conns: the teardown closes it after a failure */
     assert_true(conns[0] >= 0);
     size_t len;
     char *req = make_request(it, &len);
@@ -388,7 +374,7 @@ burst(bgt_botgate *g, int port, const char *stream, item *v, size_t n, const cha
 
     /* 1 */
     for (size_t i = 0; i < n; i++) {
-        conns[i] = tcp_connect(port);
+        conns[i] = bgt_tcp_connect(port);
         assert_true(conns[i] >= 0);
         item w;
         memset(&w, 0, sizeof(w));

@@ -64,27 +64,13 @@ typedef struct conn {
     SSL *ssl; /* NULL: a plain TCP connection (to send what is no TLS) */
 } conn;
 
-static int
-tcp_connect(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* A TLS connection to botgate that trusts the test's certificate, ALPN alpn ("h2",
  * "http/1.1"), or a plain TCP one when alpn is NULL. 0 or -1. */
 static int
 conn_open(conn *c, const char *alpn)
 {
     memset(c, 0, sizeof(*c));
-    c->fd = tcp_connect(tls_port);
+    c->fd = bgt_tcp_connect(tls_port);
     if (c->fd < 0)
         return -1;
     if (alpn == NULL)
@@ -888,7 +874,7 @@ static void
 test_stop_during_handshake(void **state)
 {
     (void)state;
-    int half = tcp_connect(tls_port);
+    int half = bgt_tcp_connect(tls_port);
     assert_true(half >= 0);
     /* botgate has accepted it: a probe on a connection of its own is answered after */
     char url[128];

@@ -29,3 +29,13 @@ bg_partition_stream(char *out, size_t cap, const char *stream, int partitions, u
                             : snprintf(out, cap, "%s:p%u", stream, k);
     return n < 0 || (size_t)n >= cap ? -1 : n;
 }
+
+bg_partition_outside
+bg_partition_outside_of(int partitions)
+{
+    if (partitions <= 1)
+        return (bg_partition_outside){.base = 0, .first = 0};
+    if (partitions > BG_PARTITIONS_MAX)
+        partitions = BG_PARTITIONS_MAX;
+    return (bg_partition_outside){.base = 1, .first = (unsigned)partitions};
+}

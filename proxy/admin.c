@@ -6,9 +6,10 @@
  *   counted as it happens (a series pointer, an addition)   filled at scrape time
  *   ─────────────────────────────────────────────────────   ─────────────────────────────
  *   requests by route/status   an h2o logger on every path   queue length, pending,
- *   refusals, auth rejects     bg_respond_error                oldest pending age
- *   ack latency, pings, token  ingress.c                       (XLEN + XPENDING, async)
- *     cache, sync outcomes                                   JWKS fetches, failures,
+ *   refusals, auth rejects     bg_respond_error                oldest pending age,
+ *   ack latency, pings, token  ingress.c                       orphaned entries
+ *     cache, sync outcomes                                     (XLEN, XPENDING, async)
+ *                                                            JWKS fetches, failures,
  *   Redis errors               ingress.c, dispatcher.c         key age (bg_keys stats)
  *   Redis reconnects           server.c (ready callbacks)    certificate seconds left
  *   attempts, dead letters,    dispatcher.c                  redis_up
@@ -23,12 +24,13 @@
  * public port (it is a 404 there, as any unknown path), and no local-address comparison
  * is needed (which a wildcard admin address, 0.0.0.0:9090, would make fragile).
  *
- * A scrape asks Redis for the queue's state on the shared connection and answers when
- * both replies are in, or at the deadline (min(redis.timeout_ms, 1 s)) with what it has:
- * without the queue gauges, and botgate_redis_up 0. The request may be gone by then
- * (the scraper timed out and closed), so the scrape and the request meet in a
- * reference-counted struct, as in ingress.c: one reference is the request's (dropped by a
- * dispose callback on req->pool), one each Redis command's.
+ * A scrape asks Redis for the queue's state on the shared connection (length, pending,
+ * entries outside redis.partitions' layout: queue.h) and answers when every reply is in,
+ * or at the deadline (min(redis.timeout_ms, 1 s)) with what it has: without the queue
+ * gauges, and botgate_redis_up 0. The request may be gone by then (the scraper timed out
+ * and closed), so the scrape and the request meet in a reference-counted struct, as in
+ * ingress.c: one reference is the request's (dropped by a dispose callback on req->pool),
+ * one each Redis command's.
  */
 #include "botgate/clock.h"
 #include "botgate/access_log.h"
@@ -37,6 +39,7 @@
 #include "botgate/error.h"
 #include "botgate/log.h"
 #include "botgate/partition.h"
+#include "botgate/queue.h"
 #include "botgate/relay.h"
 #include "botgate/server.h"
 
@@ -200,6 +203,10 @@ bg_admin_metrics_init(bg_server *s)
     m->queue_oldest_pending =
         add1(&a, BG_METRIC_GAUGE, "botgate_queue_oldest_pending_seconds",
              "Age of the oldest pending entry, from its stream id (0 when none is pending).");
+    m->queue_orphaned =
+        add1(&a, BG_METRIC_GAUGE, "botgate_queue_orphaned_entries",
+             "Entries in streams outside redis.partitions' layout, which no dispatcher reads "
+             "(written under another redis.partitions).");
 
     /* delivery */
     static const char *const outcomes[] = {"ack", "retry", "dead", NULL};
@@ -526,8 +533,8 @@ struct st_scrape {
     int failed;  /* one came back without a reply (down, timeout) */
     int answered;
     h2o_timeout_entry_t deadline;
-    int have_length, have_pending;
-    long long length, pending;
+    int have_length, have_pending, have_orphaned;
+    long long length, pending, orphaned;
     double oldest_s;
 };
 
@@ -553,6 +560,10 @@ collect(bg_server *s, const struct st_scrape *op)
         bg_metric_set(m->queue_length, (double)op->length);
     else
         bg_metric_clear(m->queue_length);
+    if (op != NULL && op->have_orphaned)
+        bg_metric_set(m->queue_orphaned, (double)op->orphaned);
+    else
+        bg_metric_clear(m->queue_orphaned);
     if (op != NULL && op->have_pending) {
         bg_metric_set(m->queue_pending, (double)op->pending);
         bg_metric_set(m->queue_oldest_pending, op->oldest_s);
@@ -689,6 +700,20 @@ on_xpending(bg_redis *redis, redisReply *reply, int err, void *data)
     scrape_reply_done(op, err);
 }
 
+/* The streams outside redis.partitions' layout (bg_queue_count_orphans): their total. */
+static void
+on_orphans(bg_redis *redis, redisReply *reply, int err, void *data)
+{
+    (void)redis;
+    struct st_scrape *op = data;
+    bg_queue_orphans o;
+    if (err == 0 && bg_queue_orphans_read(reply, &o) == 0) {
+        op->orphaned = o.total;
+        op->have_orphaned = 1;
+    }
+    scrape_reply_done(op, err);
+}
+
 /*
  * With redis.partitions > 1 the queue is several streams (botgate/partition.h): the same
  * two answers, summed over them by a script, in the shapes on_xlen and on_xpending read
@@ -751,15 +776,23 @@ on_scrape_dispose(void *p)
     scrape_release(op);
 }
 
+/* rc is what sending one of the scrape's commands returned: its reply will hold a
+ * reference and be waited for, or the scrape failed. */
 static void
-send_query(struct st_scrape *op, bg_redis_cb cb, int argc, const char **argv)
+query_sent(struct st_scrape *op, int rc)
 {
-    if (bg_redis_command(op->server->redis, cb, op, argc, argv, NULL) != 0) {
+    if (rc != 0) {
         op->failed = 1;
         return;
     }
     op->refs++;
     op->waiting++;
+}
+
+static void
+send_query(struct st_scrape *op, bg_redis_cb cb, int argc, const char **argv)
+{
+    query_sent(op, bg_redis_command(op->server->redis, cb, op, argc, argv, NULL));
 }
 
 static int
@@ -803,6 +836,8 @@ on_metrics_req(h2o_handler_t *self, h2o_req_t *req)
         send_query(op, on_xlen, 2, xlen);
         send_query(op, on_xpending, 3, xpending);
     }
+    query_sent(op,
+               bg_queue_count_orphans(s->redis, stream, s->cfg->redis.partitions, on_orphans, op));
     if (op->waiting == 0)
         scrape_answer(op);
     else

@@ -466,6 +466,93 @@ bg_queue_check_durability(bg_queue *q)
         free(d);
 }
 
+/* --- layout check ---------------------------------------------------------------------- */
+
+/*
+ * The orphan count: entries in the streams outside redis.partitions' layout, whose names
+ * come from bg_partition_outside_of (the rule lives there, unit-tested, and not here).
+ * ARGV: redis.stream, 1 when that stream itself is outside, the first outside partition k,
+ * BG_PARTITIONS_MAX. A key of another type at one of those names is no stream of ours and is
+ * skipped (XLEN under pcall), never an error. Returns {total, the first stream holding
+ * entries or '', its count}.
+ *
+ * The names are built in the script rather than sent as KEYS, so that the call stays a few
+ * bytes whatever the layout; that is fine outside Redis Cluster, which botgate does not use.
+ * Up to 1025 XLENs, each O(1): under 2 ms of Redis's time (1.8 ms measured for the
+ * 1024 of one partition, Redis 7.0), once per connection and once per scrape.
+ */
+static const char orphans_script[] =
+    "local total, first, first_n = 0, '', 0\n"
+    "local function count(name)\n"
+    "  local ok, n = pcall(redis.call, 'XLEN', name)\n"
+    "  if ok and n > 0 then\n"
+    "    total = total + n\n"
+    "    if first_n == 0 then first, first_n = name, n end\n"
+    "  end\n"
+    "end\n"
+    "if ARGV[2] == '1' then count(ARGV[1]) end\n"
+    "for k = tonumber(ARGV[3]), tonumber(ARGV[4]) - 1 do count(ARGV[1] .. ':p' .. k) end\n"
+    "return {total, first, first_n}\n";
+
+int
+bg_queue_count_orphans(bg_redis *redis, const char *stream, int partitions, bg_redis_cb cb,
+                       void *data)
+{
+    bg_partition_outside o = bg_partition_outside_of(partitions);
+    char first[16], max[16];
+    snprintf(first, sizeof(first), "%u", o.first);
+    snprintf(max, sizeof(max), "%d", BG_PARTITIONS_MAX);
+    const char *argv[] = {"EVAL", orphans_script, "0", stream, o.base ? "1" : "0", first, max};
+    return bg_redis_command(redis, cb, data, 7, argv, NULL);
+}
+
+int
+bg_queue_orphans_read(const redisReply *reply, bg_queue_orphans *out)
+{
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER ||
+        reply->element[1]->type != REDIS_REPLY_STRING ||
+        reply->element[2]->type != REDIS_REPLY_INTEGER)
+        return -1;
+    *out = (bg_queue_orphans){.total = reply->element[0]->integer,
+                              .first = reply->element[1]->str,
+                              .first_len = reply->element[1]->len,
+                              .first_count = reply->element[2]->integer};
+    return 0;
+}
+
+static void
+on_orphans(bg_redis *redis, redisReply *reply, int err, void *data)
+{
+    bg_queue *q = data;
+    bg_queue_orphans o;
+    if (err != 0)
+        return; /* the connection went: the next one checks again */
+    if (bg_queue_orphans_read(reply, &o) != 0) {
+        int is_error = reply->type == REDIS_REPLY_ERROR;
+        bg_log_warn("queue",
+                    "%s: cannot count the entries outside the layout of redis.partitions: %.*s",
+                    bg_redis_target(redis), is_error ? (int)reply->len : 16,
+                    is_error ? reply->str : "unexpected reply");
+        return;
+    }
+    if (o.total == 0)
+        return;
+    bg_log_error("queue",
+                 "%s: stream %.*s holds %lld entries that no dispatcher reads (%lld in all "
+                 "outside the layout of redis.partitions %d): acknowledged activities stuck; set "
+                 "redis.partitions back to the value those entries were written with until they "
+                 "are delivered (README: Scaling out)",
+                 bg_redis_target(redis), (int)o.first_len, o.first, o.first_count, o.total,
+                 q->partitions);
+}
+
+void
+bg_queue_check_layout(bg_queue *q)
+{
+    bg_queue_count_orphans(q->redis, q->stream, q->partitions, on_orphans, q);
+}
+
 /* --- set-up ----------------------------------------------------------------------------- */
 
 bg_queue *

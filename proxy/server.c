@@ -269,6 +269,7 @@ on_redis_ready(bg_redis *redis, void *data)
     if (s->metrics.redis_ready_calls++ > 0)
         bg_metric_inc(s->metrics.redis_reconnects);
     bg_queue_check_durability(s->queue);
+    bg_queue_check_layout(s->queue);
 }
 
 /* In development (authentication off), one line a newcomer can paste to see a 202. */

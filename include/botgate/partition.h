@@ -30,4 +30,24 @@ unsigned bg_partition_of(const char *conversation_id, size_t len, int partitions
  */
 int bg_partition_stream(char *out, size_t cap, const char *stream, int partitions, unsigned k);
 
+/*
+ * The streams outside the layout of partitions (1..BG_PARTITIONS_MAX): names a queue of some
+ * other redis.partitions may have written to and that no dispatcher of this layout reads,
+ * so that entries found there are acknowledged activities stuck until the old value is back.
+ *
+ *   partitions   outside
+ *   1            "<stream>:p0" … "<stream>:p1023"            (the layout is <stream> itself)
+ *   N > 1        "<stream>", "<stream>:p<N>" … "<stream>:p1023"
+ *
+ * base says whether redis.stream itself is outside; "<stream>:p<k>" is outside for
+ * first <= k < BG_PARTITIONS_MAX (none when first is BG_PARTITIONS_MAX). No valid
+ * configuration writes a k at or past BG_PARTITIONS_MAX, so the list ends there.
+ */
+typedef struct bg_partition_outside {
+    int base;
+    unsigned first;
+} bg_partition_outside;
+
+bg_partition_outside bg_partition_outside_of(int partitions);
+
 #endif

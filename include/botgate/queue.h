@@ -48,6 +48,29 @@ int bg_queue_put(bg_queue *queue, const bg_queue_item *item, bg_queue_cb cb, voi
 /* Asks Redis for its persistence settings and logs a warning when an acknowledged
  * activity would not survive a Redis restart. Called on every (re)connection. */
 void bg_queue_check_durability(bg_queue *queue);
+
+/*
+ * Entries in the streams outside redis.partitions' layout (bg_partition_outside_of): left
+ * there by a queue of another redis.partitions, read by no dispatcher of this one, so
+ * acknowledged activities that stay undelivered until the old value is back.
+ */
+typedef struct bg_queue_orphans {
+    long long total;
+    const char *first; /* the first such stream holding entries, in the reply; "" when none */
+    size_t first_len;
+    long long first_count;
+} bg_queue_orphans;
+
+/* Sends the one script that counts them (EVAL on redis); cb gets its reply, for
+ * bg_queue_orphans_read. Returns 0, or a BG_EREDIS_* code without calling cb. */
+int bg_queue_count_orphans(bg_redis *redis, const char *stream, int partitions, bg_redis_cb cb,
+                           void *data);
+/* The script's reply into *out (pointing into reply): 0, or -1 when reply is not its answer. */
+int bg_queue_orphans_read(const redisReply *reply, bg_queue_orphans *out);
+/* Counts them and logs an error naming the first stream and what to do when there are any.
+ * Called on every (re)connection: once per connection. */
+void bg_queue_check_layout(bg_queue *queue);
+
 void bg_queue_free(bg_queue *queue);
 
 #endif

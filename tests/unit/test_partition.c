@@ -1,7 +1,8 @@
 /*
  * Partitions of the queue (policy/partition.c): the hash is FNV-1a 64 exactly (the README
  * documents it for bots that consume the streams themselves), a conversation always lands
- * in the same partition within range, and the stream names are the documented ones.
+ * in the same partition within range, the stream names are the documented ones, and the
+ * streams outside a layout are exactly the names no partition of it has.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -64,6 +65,66 @@ test_partition_stream(void **state)
     assert_int_equal(bg_partition_stream(out, 10, "botgate:activities", 16, 3), -1);
 }
 
+/* Whether name is one of the streams of the layout of partitions, by bg_partition_stream. */
+static int
+in_layout(const char *name, int partitions)
+{
+    for (int j = 0; j < partitions; j++) {
+        char s[64];
+        bg_partition_stream(s, sizeof(s), "q", partitions, (unsigned)j);
+        if (strcmp(s, name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* The streams outside a layout, at the edges: one partition (the base stream is the
+ * layout, every :p<k> is outside), two, and the most (only the base stream is outside). */
+static void
+test_partition_outside_edges(void **state)
+{
+    (void)state;
+    bg_partition_outside o = bg_partition_outside_of(1);
+    assert_int_equal(o.base, 0);
+    assert_int_equal(o.first, 0);
+    o = bg_partition_outside_of(2);
+    assert_int_equal(o.base, 1);
+    assert_int_equal(o.first, 2);
+    o = bg_partition_outside_of(16);
+    assert_int_equal(o.base, 1);
+    assert_int_equal(o.first, 16);
+    o = bg_partition_outside_of(BG_PARTITIONS_MAX);
+    assert_int_equal(o.base, 1);
+    assert_int_equal(o.first, BG_PARTITIONS_MAX);
+    /* outside the configuration's range: taken as its nearest end */
+    o = bg_partition_outside_of(0);
+    assert_int_equal(o.base, 0);
+    assert_int_equal(o.first, 0);
+    o = bg_partition_outside_of(BG_PARTITIONS_MAX + 1);
+    assert_int_equal(o.base, 1);
+    assert_int_equal(o.first, BG_PARTITIONS_MAX);
+}
+
+/* The rule against the names themselves: every name a valid configuration can write
+ * ("q", "q:p0" … "q:p1023") is outside exactly when no partition of the layout is that
+ * stream. */
+static void
+test_partition_outside_names(void **state)
+{
+    (void)state;
+    const int counts[] = {1, 2, 3, 16, 1023, BG_PARTITIONS_MAX};
+    for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+        int n = counts[i];
+        bg_partition_outside o = bg_partition_outside_of(n);
+        assert_int_equal(o.base, !in_layout("q", n));
+        for (unsigned k = 0; k < BG_PARTITIONS_MAX; k++) {
+            char name[32];
+            snprintf(name, sizeof(name), "q:p%u", k);
+            assert_int_equal(k >= o.first, !in_layout(name, n));
+        }
+    }
+}
+
 int
 main(void)
 {
@@ -71,6 +132,8 @@ main(void)
         cmocka_unit_test(test_fnv1a64_vectors),
         cmocka_unit_test(test_partition_of),
         cmocka_unit_test(test_partition_stream),
+        cmocka_unit_test(test_partition_outside_edges),
+        cmocka_unit_test(test_partition_outside_names),
     };
     return cmocka_run_group_tests_name("partition", tests, NULL, NULL);
 }

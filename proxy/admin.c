@@ -203,6 +203,12 @@ bg_admin_metrics_init(bg_server *s)
     m->queue_oldest_pending =
         add1(&a, BG_METRIC_GAUGE, "botgate_queue_oldest_pending_seconds",
              "Age of the oldest pending entry, from its stream id (0 when none is pending).");
+    static const double batch_buckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+    m->queue_batch = add_histogram(
+        &a, "botgate_queue_write_batch_activities",
+        "Activities stored by one call of the enqueue script: every activity accepted in one "
+        "turn of the event loop goes to Redis in one call (group commit), at most 256.",
+        batch_buckets, sizeof(batch_buckets) / sizeof(batch_buckets[0]));
     m->queue_orphaned =
         add1(&a, BG_METRIC_GAUGE, "botgate_queue_orphaned_entries",
              "Entries in streams outside redis.partitions' layout, which no dispatcher reads "

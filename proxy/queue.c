@@ -1,6 +1,7 @@
 #include "botgate/queue.h"
 #include "botgate/error.h"
 #include "botgate/log.h"
+#include "botgate/metrics.h"
 #include "botgate/partition.h"
 #include "botgate/relay_directory.h"
 #include "botgate/timer.h"
@@ -111,6 +112,7 @@ struct bg_queue {
     /* the puts of this turn of the loop, in order, sent by flush_timer at its end */
     struct st_queue_put *pending, **pending_tail;
     bg_timer flush_timer;
+    bg_metric_series *batch_metric; /* activities per call; NULL: not counted */
 };
 
 /* One put from bg_queue_put to its callback. Owns a copy of the arguments. */
@@ -333,6 +335,8 @@ on_flush(bg_timer *t)
         int rc = bg_redis_is_ready(q->redis) ? send_batch(b, 0) : BG_EREDIS_DOWN;
         if (rc != 0)
             batch_finish(b, rc);
+        else
+            bg_metric_observe(q->batch_metric, (double)n);
     }
 }
 
@@ -596,6 +600,12 @@ bg_queue_new(h2o_loop_t *loop, bg_redis *redis, const bg_config *cfg)
     for (unsigned i = 0; i < 20; i++)
         snprintf(q->sha + 2 * i, 3, "%02x", md[i]);
     return q;
+}
+
+void
+bg_queue_set_batch_metric(bg_queue *q, bg_metric_series *batch)
+{
+    q->batch_metric = batch;
 }
 
 void

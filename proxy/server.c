@@ -438,6 +438,7 @@ bg_server_run(const bg_config *cfg, bg_role role, const char *cert_file, const c
         status = 1;
         goto out;
     }
+    bg_queue_set_batch_metric(s->queue, s->metrics.queue_batch);
     if (s->dispatcher != NULL) {
         bg_dispatcher_set_metrics(s->dispatcher, &s->metrics);
         bg_dispatcher_set_failures(s->dispatcher, s->failures);

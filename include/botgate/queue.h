@@ -71,6 +71,9 @@ int bg_queue_orphans_read(const redisReply *reply, bg_queue_orphans *out);
  * Called on every (re)connection: once per connection. */
 void bg_queue_check_layout(bg_queue *queue);
 
+struct bg_metric_series;
+/* Where on_flush records each call's activity count (a histogram); NULL: nowhere. */
+void bg_queue_set_batch_metric(bg_queue *queue, struct bg_metric_series *batch);
 void bg_queue_free(bg_queue *queue);
 
 #endif

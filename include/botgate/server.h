@@ -79,6 +79,7 @@ typedef struct bg_server_metrics {
     /* gauges */
     bg_metric_series *up, *jwks_key_age, *redis_up, *queue_length, *queue_pending,
         *queue_oldest_pending, *queue_orphaned, *deliveries_in_flight;
+    bg_metric_series *queue_batch; /* activities per enqueue-script call (queue.c) */
     bg_metric_series *access_written, *access_dropped, *access_write_errors; /* at scrape */
     /* state behind them */
     unsigned long redis_ready_calls; /* the first is the connection, the others reconnects */

@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -38,6 +39,7 @@
 #include <cmocka.h>
 
 #include "botgate/partition.h"
+#include "exposition.h"
 #include "harness.h"
 
 #define STREAM "batch:activities"
@@ -462,19 +464,57 @@ print_outcome(const char *name, const item *v, size_t n, const burst_result *r, 
                     v[i].code[0] != '\0' ? v[i].code : "-");
 }
 
+/* The main gate's admin listener (/metrics): "http://127.0.0.1:PORT". */
+static char admin_base[64];
+
+/* botgate_queue_write_batch_activities from the main gate's /metrics: the calls that stored
+ * 33 to 64 activities (bucket le=64 minus le=32) and the sum of all calls' activities. */
+typedef struct batch_hist {
+    double calls_33_to_64, activities;
+} batch_hist;
+
+static batch_hist
+scrape_batch_hist(void)
+{
+    char u[128];
+    bgt_http_resp resp;
+    bgt_http_get(bgt_url(u, sizeof(u), admin_base, "/metrics"), BGT_HTTP_1_1, NULL, &resp);
+    bgt_expect_status(&resp, 200);
+    xpo x;
+    if (x_parse(&x, resp.body) != 0) {
+        bgt_http_resp_print("/metrics", &resp);
+        fail_msg("the exposition does not parse: %s", x.err);
+    }
+    const char *name = "botgate_queue_write_batch_activities";
+    char bucket[96], sum[96];
+    snprintf(bucket, sizeof(bucket), "%s_bucket", name);
+    snprintf(sum, sizeof(sum), "%s_sum", name);
+    batch_hist h = {x_get(&x, bucket, "le", "64", NULL) - x_get(&x, bucket, "le", "32", NULL),
+                    x_get(&x, sum, NULL)};
+    x_free(&x);
+    bgt_http_resp_free(&resp);
+    if (isnan(h.calls_33_to_64) || isnan(h.activities))
+        fail_msg("%s: no le=32/le=64 buckets or no _sum in /metrics", name);
+    return h;
+}
+
 /* ---- setup ---------------------------------------------------------------------------------- */
 
 static int
 start_gate(bgt_botgate *g, const char *name, const char *redis_extra, int *port_out)
 {
     int port = bgt_free_port();
-    char health[128];
+    char health[128], admin[48];
     snprintf(health, sizeof(health), "http://127.0.0.1:%d/readyz", port);
+    snprintf(admin, sizeof(admin), "127.0.0.1:%d", bgt_free_port());
+    if (g == &gate)
+        snprintf(admin_base, sizeof(admin_base), "http://%s", admin);
     bgt_botgate_conf c = {.plain_port = port,
                           .redis_url = redis.url,
                           .redis_timeout_ms = 10000,
                           .redis_extra = redis_extra,
-                          .state_dir = state_dir};
+                          .state_dir = state_dir,
+                          .admin = admin};
     bgt_botgate_role = "ingress";
     int rc = bgt_botgate_start_conf(g, env.dir, name, &c, health);
     bgt_botgate_role = NULL;
@@ -500,8 +540,11 @@ test_one_turn_one_call(void **state)
     (void)state;
     item v[64];
     fresh_items(v, 64, "one-turn");
+    long long len_at_start = xlen(STREAM);
+    batch_hist before = scrape_batch_hist();
     burst_result r = burst(&gate, gate_port, STREAM, v, 64, NULL, NULL);
     long long stored = xlen(STREAM) - r.xlen_before;
+    batch_hist after = scrape_batch_hist();
     print_outcome("one loop turn", v, 64, &r, stored);
     for (size_t i = 0; i < 64; i++)
         if (v[i].status != 202)
@@ -515,6 +558,14 @@ test_one_turn_one_call(void **state)
         fail_msg("%lld script calls (eval+evalsha) for 64 activities of one loop turn, "
                  "expected 1 (at most 2)",
                  r.script_calls);
+    /* the group commit's histogram: every activity stored (the warm-ups' and the burst's)
+     * counted once, and the burst's call among those of 33 to 64 activities */
+    double counted = after.activities - before.activities;
+    if (counted != (double)(xlen(STREAM) - len_at_start))
+        fail_msg("botgate_queue_write_batch_activities_sum grew by %g, the stream by %lld", counted,
+                 xlen(STREAM) - len_at_start);
+    if (after.calls_33_to_64 - before.calls_33_to_64 < 1)
+        fail_msg("no call of 33 to 64 activities counted for the burst of 64");
 }
 
 /* b. One activity whose de-dup key is a hash (WRONGTYPE) fails alone with 503 queue_error;

@@ -293,12 +293,9 @@ put_slice(bg_jsonw *w, const char *key, bg_slice v)
     bg_jsonw_str(w, key, v.p, v.len);
 }
 
-void
-bg_access_log_request(bg_access_log *log, const bg_access_request *r)
+static void
+write_request(bg_access_log *log, bg_log_level level, const bg_access_request *r)
 {
-    bg_log_level level = bg_access_request_level(r->route, r->status);
-    if (!bg_access_log_wants(log, level, r->request_id))
-        return;
     char buf[BG_ACCESS_LOG_LINE];
     bg_jsonw w;
     begin_line(&w, buf, level, "request");
@@ -325,6 +322,19 @@ bg_access_log_request(bg_access_log *log, const bg_access_request *r)
     put_us(&w, "bot_us", r->bot_us);
     put_us(&w, "total_us", r->total_us);
     bg_access_log_write(log, buf, bg_jsonw_end(&w));
+}
+
+void
+bg_access_log_h2o_request(bg_access_log *log, bg_access_request *r, h2o_req_t *req)
+{
+    if (log == NULL)
+        return;
+    bg_log_level level = bg_access_request_level(r->route, req->res.status);
+    if (!bg_access_log_wants(log, level, r->request_id))
+        return;
+    char method[16], remote[64];
+    bg_access_request_from_h2o(r, req, method, remote);
+    write_request(log, level, r);
 }
 
 void

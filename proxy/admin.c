@@ -417,9 +417,7 @@ on_log_access(h2o_logger_t *self, h2o_req_t *req)
                                .auth_us = -1,
                                .enqueue_us = -1,
                                .bot_us = -1};
-        char method[16], remote[64];
-        bg_access_request_from_h2o(&r, req, method, remote);
-        bg_access_log_request(l->server->access_log, &r);
+        bg_access_log_h2o_request(l->server->access_log, &r, req);
     }
 }
 

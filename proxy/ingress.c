@@ -98,9 +98,7 @@ log_access(struct st_ingress_op *op, h2o_req_t *req)
                            .auth_us = op->auth_us,
                            .enqueue_us = op->enqueue_us,
                            .bot_us = op->bot_us};
-    char method[16], remote[64];
-    bg_access_request_from_h2o(&r, req, method, remote);
-    bg_access_log_request(op->server->access_log, &r);
+    bg_access_log_h2o_request(op->server->access_log, &r, req);
 }
 
 static void

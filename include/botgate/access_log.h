@@ -98,8 +98,11 @@ struct st_h2o_req_t;
 void bg_access_request_from_h2o(bg_access_request *r, struct st_h2o_req_t *req, char method[16],
                                 char remote[64]);
 
-/* Build and hand over one line each, if bg_access_log_wants() it. */
-void bg_access_log_request(bg_access_log *log, const bg_access_request *r);
+/* Build and hand over one line each, if bg_access_log_wants() it. For a request, which h2o
+ * still holds (req): the level and the sampling are decided from the route, req's status and
+ * r's request id first, and r's HTTP part is filled (bg_access_request_from_h2o) only for a
+ * line that will be written; nothing at all when log is NULL (the access log is off). */
+void bg_access_log_h2o_request(bg_access_log *log, bg_access_request *r, struct st_h2o_req_t *req);
 void bg_access_log_delivery(bg_access_log *log, const bg_access_delivery *d);
 
 #endif

@@ -206,8 +206,8 @@ bg_admin_metrics_init(bg_server *s)
     static const double batch_buckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
     m->queue_batch = add_histogram(
         &a, "botgate_queue_write_batch_activities",
-        "Activities stored by one call of the enqueue script: every activity accepted in one "
-        "turn of the event loop goes to Redis in one call (group commit), at most 256.",
+        "Activities sent to Redis in one call of the enqueue script: every activity accepted "
+        "in one turn of the event loop goes in one call (group commit), at most 256.",
         batch_buckets, sizeof(batch_buckets) / sizeof(batch_buckets[0]));
     m->queue_orphaned =
         add1(&a, BG_METRIC_GAUGE, "botgate_queue_orphaned_entries",

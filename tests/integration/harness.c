@@ -2248,3 +2248,17 @@ bgt_bot_wait_answered(const char *dir, size_t n, int timeout_ms)
 {
     return bot_wait_lines(dir, n, timeout_ms, true);
 }
+
+void
+bgt_scrape(const char *base, xpo *x)
+{
+    char u[128];
+    bgt_http_resp resp;
+    bgt_http_get(bgt_url(u, sizeof(u), base, "/metrics"), BGT_HTTP_1_1, NULL, &resp);
+    bgt_expect_status(&resp, 200);
+    if (x_parse(x, resp.body) != 0) {
+        bgt_http_resp_print("/metrics", &resp);
+        fail_msg("the exposition does not parse: %s", x->err);
+    }
+    bgt_http_resp_free(&resp);
+}

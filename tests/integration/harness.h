@@ -29,6 +29,7 @@
 #include <hiredis/hiredis.h>
 
 #include "botgate/entry.h"
+#include "exposition.h"
 #include "mint.h"
 
 #define BGT_PATH_MAX 256
@@ -262,6 +263,10 @@ const char *bgt_http_header(const bgt_http_resp *resp, const char *name, char *b
 const char *bgt_http_error_code(const bgt_http_resp *resp, char *buf, size_t cap);
 
 void bgt_http_resp_free(bgt_http_resp *resp);
+
+/* GET base/metrics (base "http://host:port"): 200, parsed into x, which the caller x_frees;
+ * the test fails (cmocka) otherwise, with the body printed when it does not parse. */
+void bgt_scrape(const char *base, xpo *x);
 
 /* out = base path ("https://127.0.0.1:8443" "/healthz"). Returns out. */
 char *bgt_url(char *out, size_t cap, const char *base, const char *path);

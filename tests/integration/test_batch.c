@@ -39,7 +39,6 @@
 #include <cmocka.h>
 
 #include "botgate/partition.h"
-#include "exposition.h"
 #include "harness.h"
 
 #define STREAM "batch:activities"
@@ -476,15 +475,8 @@ typedef struct batch_hist {
 static batch_hist
 scrape_batch_hist(void)
 {
-    char u[128];
-    bgt_http_resp resp;
-    bgt_http_get(bgt_url(u, sizeof(u), admin_base, "/metrics"), BGT_HTTP_1_1, NULL, &resp);
-    bgt_expect_status(&resp, 200);
     xpo x;
-    if (x_parse(&x, resp.body) != 0) {
-        bgt_http_resp_print("/metrics", &resp);
-        fail_msg("the exposition does not parse: %s", x.err);
-    }
+    bgt_scrape(admin_base, &x);
     const char *name = "botgate_queue_write_batch_activities";
     char bucket[96], sum[96];
     snprintf(bucket, sizeof(bucket), "%s_bucket", name);
@@ -492,7 +484,6 @@ scrape_batch_hist(void)
     batch_hist h = {x_get(&x, bucket, "le", "64", NULL) - x_get(&x, bucket, "le", "32", NULL),
                     x_get(&x, sum, NULL)};
     x_free(&x);
-    bgt_http_resp_free(&resp);
     if (isnan(h.calls_33_to_64) || isnan(h.activities))
         fail_msg("%s: no le=32/le=64 buckets or no _sum in /metrics", name);
     return h;

@@ -27,7 +27,6 @@
 
 #include <cmocka.h>
 
-#include "exposition.h"
 #include "harness.h"
 
 #define STREAM_A "layout:a"
@@ -85,21 +84,6 @@ wait_lines(const char *path, const char *needle, int want, int timeout_ms)
         fail_msg("%d log lines with \"%s\", not %d, after %d ms", n, needle, want, timeout_ms);
 }
 
-/* GET base/metrics, 200, parsed into x (the test fails when it does not parse). */
-static void
-scrape(const char *base, xpo *x)
-{
-    char u[128];
-    bgt_http_resp resp;
-    bgt_http_get(bgt_url(u, sizeof(u), base, "/metrics"), BGT_HTTP_1_1, NULL, &resp);
-    bgt_expect_status(&resp, 200);
-    if (x_parse(x, resp.body) != 0) {
-        bgt_http_resp_print("/metrics", &resp);
-        fail_msg("the exposition does not parse: %s", x->err);
-    }
-    bgt_http_resp_free(&resp);
-}
-
 /* Scrapes until the sample name (no labels) equals want or timeout_ms passes; x keeps the
  * last scrape (the caller frees it). */
 static void
@@ -107,7 +91,7 @@ scrape_until(const char *base, xpo *x, const char *name, double want, int timeou
 {
     int64_t deadline = bgt_mono_ms() + timeout_ms;
     for (;;) {
-        scrape(base, x);
+        bgt_scrape(base, x);
         double got = x_get(x, name, NULL);
         if (got == want)
             return;
@@ -194,7 +178,7 @@ test_orphans_reported(void **state)
     assert_metric(&x, "botgate_redis_up", 1);
     x_free(&x);
     /* scrapes count, they do not log: still the one line of the one connection */
-    scrape(admin_base, &x);
+    bgt_scrape(admin_base, &x);
     assert_metric(&x, "botgate_queue_orphaned_entries", 5);
     x_free(&x);
     assert_int_equal(count_lines(gate.log, STUCK), 1);
@@ -204,7 +188,7 @@ test_orphans_reported(void **state)
     long last;
     if (!bgt_poll_status(admin_base, "/readyz", NULL, 503, 5000, &last))
         fail_msg("/readyz answers %ld, not 503, with Redis down", last);
-    scrape(admin_base, &x);
+    bgt_scrape(admin_base, &x);
     assert_metric(&x, "botgate_redis_up", 0);
     assert_null(x_fam(&x, "botgate_queue_orphaned_entries"));
     x_free(&x);
